@@ -68,6 +68,14 @@ export class RedisKeys {
     return `${this.prefix}:rate-limited:${sourceName}`;
   }
 
+  /**
+   * Hash of delivery metrics that workers flush about once a second: counters by source
+   * and histogram bucket counts, read by the admin server's /metrics.
+   */
+  deliveryMetrics(): string {
+    return `${this.prefix}:metrics:delivery`;
+  }
+
   /** Prefix that BullMQ puts before its queue keys. */
   bullPrefix(): string {
     return `${this.prefix}:bull`;
