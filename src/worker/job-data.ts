@@ -10,8 +10,8 @@ export interface HydraRejection {
 /**
  * Data of a job in the `hydra-delivery` queue: one batch of one lane.
  *
- * `events` is the batch as JSON array text, sent to Hydra as it is; keeping it as text
- * spares the router and the worker a parse and a serialization of every event.
+ * `events` holds each event as JSON text, sent to Hydra as it is; keeping text spares
+ * the router and the worker a parse and a serialization of every event.
  */
 export interface DeliveryJobData {
   source: string;
@@ -28,13 +28,20 @@ export interface DeliveryJobData {
   entryIds: string[];
   /** User key (userId, else anonymousId) of each event, in batch order. */
   users: string[];
-  /** JSON array text of the events. */
-  events: string;
+  /** JSON text of each event, in batch order. */
+  events: string[];
   count: number;
   bytes: number;
   /** Start of the retry window, in epoch milliseconds. */
-  firstAttemptAt?: number;
-  rejection?: HydraRejection;
+  /** When the current run of failures began, in epoch milliseconds; the retry window counts from it. */
+  failingSince?: number;
+  /** Hydra's answer to the events of a "rejected" job, per event when Hydra gave one. */
+  rejection?: HydraRejection & { errors?: (string | undefined)[] };
+  /**
+   * Set when the job was dead-lettered. A job that starts with it set was replayed by an
+   * operator: the worker clears it and delivers the events again.
+   */
+  deadLetter?: HydraRejection & { attempts: number };
 }
 
 /** Return value of a completed delivery job. */

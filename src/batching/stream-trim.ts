@@ -1,0 +1,37 @@
+import type { Redis } from "ioredis";
+
+/** Returns the smaller of two stream entry ids. */
+export function minEntryId(a: string, b: string): string {
+  const [aMs, aSeq] = a.split("-").map(BigInt);
+  const [bMs, bSeq] = b.split("-").map(BigInt);
+  if (aMs !== bMs) return aMs < bMs ? a : b;
+  return (aSeq ?? 0n) <= (bSeq ?? 0n) ? a : b;
+}
+
+/**
+ * Trims a lane stream to STREAM_RETENTION without losing an entry the consumer group
+ * still needs. XTRIM MAXLEN on Redis 7 deletes entries whatever their pending state, so
+ * this trims with MINID below the oldest pending entry and below the group's
+ * last-delivered id (entries after it were never read).
+ *
+ * Returns the number of entries removed.
+ */
+export async function trimLaneStream(redis: Redis, stream: string, group: string, retentionMs: number, nowMs = Date.now()): Promise<number> {
+  let threshold = `${Math.max(0, nowMs - retentionMs)}-0`;
+
+  const groups = (await redis.xinfo("GROUPS", stream)) as unknown[][];
+  const info = groups.map((fields) => toRecord(fields)).find((record) => record.name === group);
+  if (!info) return 0;
+  threshold = minEntryId(threshold, String(info["last-delivered-id"]));
+
+  const summary = (await redis.xpending(stream, group)) as [number, string | null, string | null, unknown];
+  if (summary[0] > 0 && summary[1]) threshold = minEntryId(threshold, summary[1]);
+
+  return redis.xtrim(stream, "MINID", "~", threshold);
+}
+
+function toRecord(fields: unknown[]): Record<string, unknown> {
+  const record: Record<string, unknown> = {};
+  for (let i = 0; i < fields.length; i += 2) record[String(fields[i])] = fields[i + 1];
+  return record;
+}
