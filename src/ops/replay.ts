@@ -288,10 +288,9 @@ async function replayStreams(redis: Redis, config: Config, args: ReplayArguments
       },
     });
 
-    for (const gap of result.gaps) {
-      io.stderr.write(
-        `lane ${gap.lane}: entries up to ${gap.maxDeletedEntryId} were trimmed (STREAM_RETENTION), so events of the range before that time cannot be replayed\n`,
-      );
+    for (const { lane, oldestEntryId } of result.gaps) {
+      const lost = oldestEntryId ? `entries before ${oldestEntryId} were` : "every entry was";
+      io.stderr.write(`lane ${lane}: ${lost} trimmed (STREAM_RETENTION) or deleted, so events of the range stored before it may be missing\n`);
     }
     if (result.malformed > 0) io.stderr.write(`${result.malformed} stream entries had no user or event field and were left out\n`);
 

@@ -19,11 +19,11 @@ export interface StreamReplayOptions extends TimeRange {
   onJob?: (progress: StreamReplayResult) => void;
 }
 
-/** A lane whose stream lost entries in the time range to trimming (STREAM_RETENTION) or XDEL. */
+/** A lane whose stream lost entries of the time range to trimming (STREAM_RETENTION) or XDEL. */
 export interface StreamGap {
   lane: string;
-  /** Stream entry id up to which entries were removed (XINFO STREAM max-deleted-entry-id). */
-  maxDeletedEntryId: string;
+  /** Oldest entry left in the stream; null when the stream has no entries left. */
+  oldestEntryId: string | null;
 }
 
 export interface StreamReplayResult {
@@ -128,7 +128,7 @@ export async function replayFromStream(
       const buffer = new LaneBuffer(config.maxBatchEvents, config.maxBatchBytes);
 
       const gap = await findGap(redis, stream, options.sinceMs);
-      if (gap) result.gaps.push({ lane, maxDeletedEntryId: gap });
+      if (gap) result.gaps.push({ lane, oldestEntryId: gap.oldestEntryId });
 
       let start = `${options.sinceMs}-0`;
       const end = `${options.untilMs}-18446744073709551615`;
@@ -167,22 +167,34 @@ function fieldMap(fields: string[]): Map<string, string> {
 }
 
 /**
- * Returns the stream's max-deleted-entry-id when entries at or after `sinceMs` were
- * trimmed or deleted, else undefined. Needs Redis 7 (XINFO STREAM reports the field).
+ * Finds out whether entries at or after `sinceMs` were removed from the stream, from
+ * XINFO STREAM: entries-added exceeds the length when entries were trimmed or deleted,
+ * and the removed ones are older than the first entry left. Returns undefined when
+ * nothing of the range can be missing.
+ *
+ * NOTE: the check cannot tell whether the removed entries reached into the range, so
+ * a stream trimmed only below `sinceMs` with no entries between `sinceMs` and its first
+ * entry is reported as a gap too.
  */
-async function findGap(redis: Redis, stream: string, sinceMs: number): Promise<string | undefined> {
+async function findGap(redis: Redis, stream: string, sinceMs: number): Promise<Omit<StreamGap, "lane"> | undefined> {
   let reply: unknown[];
   try {
     reply = (await redis.xinfo("STREAM", stream)) as unknown[];
   } catch {
-    // The stream does not exist: nothing was stored in this lane, or everything expired.
+    // The stream does not exist: nothing was stored in this lane.
     return undefined;
   }
 
-  for (let i = 0; i + 1 < reply.length; i += 2) {
-    if (reply[i] !== "max-deleted-entry-id") continue;
-    const maxDeleted = String(reply[i + 1]);
-    return compareEntryIds(maxDeleted, `${sinceMs}-0`) >= 0 ? maxDeleted : undefined;
-  }
-  return undefined;
+  const fields = new Map<string, unknown>();
+  for (let i = 0; i + 1 < reply.length; i += 2) fields.set(String(reply[i]), reply[i + 1]);
+
+  const length = Number(fields.get("length"));
+  const added = Number(fields.get("entries-added"));
+  const lastId = String(fields.get("last-generated-id"));
+  const firstEntry = fields.get("first-entry") as [string, string[]] | null;
+  const since = `${sinceMs}-0`;
+
+  if (!(added > length)) return undefined;
+  if (!firstEntry) return compareEntryIds(lastId, since) >= 0 ? { oldestEntryId: null } : undefined;
+  return compareEntryIds(firstEntry[0], since) > 0 ? { oldestEntryId: firstEntry[0] } : undefined;
 }
