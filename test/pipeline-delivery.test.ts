@@ -68,7 +68,8 @@ describe("when Hydra answers 207", () => {
     pipeline.simulator.addFault({ count: 1, status: 207, reject: [{ index: 0, status: 503, error: "busy" }, { index: 2, status: 422, error: "bad trait" }] });
 
     await pipeline.send([track("user-a", 1), track("user-b", 1), track("user-c", 1), track("user-b", 2)]);
-    // user-a's next event waits behind the retried one, in the lane's next batch.
+    await waitFor(() => pipeline.simulator.state.batches().length >= 1, "first batch sent");
+    // user-a's next event goes in the lane's next batch and waits behind the retried one.
     await pipeline.send([track("user-a", 2), track("user-b", 3)]);
 
     await waitFor(() => sequencesOf(pipeline, "user-b").length === 3, "user-b's events delivered");

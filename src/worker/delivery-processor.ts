@@ -202,6 +202,9 @@ export class DeliveryProcessor {
     }
 
     if (outcome.retryable.events.length > 0) {
+      // NOTE: a later event of the same user inside this batch that Hydra accepted is
+      // already in Hydra, so it stays ahead of the retried one. Holds order events of
+      // later batches only.
       const retryId = `${job.id}-r`;
       const delayMs = backoffDelayMs(1, config.backoffBaseMs, config.backoffMaxMs);
       await queue.add("retry", { ...eventsJob(data, "retry", outcome.retryable.users, outcome.retryable.events), failingSince: Date.now() }, deliveryJobOptions(config, retryId, delayMs));
