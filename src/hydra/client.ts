@@ -72,8 +72,8 @@ class HttpHydraClient implements HydraClient {
     this.now = options.now ?? Date.now;
     this.logger = options.logger.child({ component: "hydra-client" });
 
-    // NOTE: no undici RetryAgent. Its retry handler cuts a Retry-After above 30 s down
-    // to 30 s, and every wait longer than a quick retry belongs to the worker.
+    // NOTE: no undici RetryAgent. In undici 7 its retry handler waits at most maxTimeout
+    // (30 s by default) whatever Retry-After says, and every longer wait belongs to the worker.
     this.pool = new Pool(url.origin, {
       connect: { timeout: options.timeoutMs },
       headersTimeout: options.timeoutMs,
