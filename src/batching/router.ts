@@ -62,6 +62,7 @@ export class Router extends EventEmitter<RouterEvents> {
   private readonly owned = new Map<string, LaneState>();
   private readonly streamToLane = new Map<string, string>();
   private readonly inFlightJobs = new Map<string, string>();
+  private readonly adopting = new Set<string>();
   private readonly allLanes: { lane: string; source: string }[] = [];
   private readonly leaseTtlMs: number;
   private readonly maxBlockMs: number;
@@ -178,7 +179,12 @@ export class Router extends EventEmitter<RouterEvents> {
       for (const { lane, source } of candidates) {
         if (this.owned.size >= quota || this.closing) break;
         if (await this.leases.acquire(lane)) {
-          await this.adoptLane(lane, source);
+          this.adopting.add(lane);
+          try {
+            await this.adoptLane(lane, source);
+          } finally {
+            this.adopting.delete(lane);
+          }
         }
       }
     }
@@ -391,10 +397,15 @@ export class Router extends EventEmitter<RouterEvents> {
   private onJobFinished(jobId: string): void {
     const lane = this.inFlightJobs.get(jobId);
     if (!lane) return;
-    this.inFlightJobs.delete(jobId);
 
     const state = this.owned.get(lane);
-    if (!state || state.inFlight !== jobId) return;
+    if (!state) {
+      // A lane being adopted is not in `owned` yet; the next poll finishes its job.
+      if (!this.adopting.has(lane)) this.inFlightJobs.delete(jobId);
+      return;
+    }
+    this.inFlightJobs.delete(jobId);
+    if (state.inFlight !== jobId) return;
     state.inFlight = undefined;
 
     // A finished job may have held users behind a retry job; check before the next batch.

@@ -87,6 +87,8 @@ const VARIABLES = {
   HYDRA_TIMEOUT: { schema: duration(100, 600_000), defaultValue: "10s", fix: 'use a duration from 100ms to 10m, such as "10s"' },
   PARTITIONS: { schema: integer(1, 1_024), defaultValue: "16", fix: "use a whole number from 1 to 1024; keep it unchanged while events are queued" },
   WORKER_CONCURRENCY: { schema: integer(1, 1_000), defaultValue: "32", fix: "use a whole number from 1 to 1000" },
+  LANE_LEASE_TTL: { schema: duration(500, 600_000), defaultValue: "10s", fix: 'use a duration from 500ms to 10m, such as "10s"' },
+  JOB_LOCK_DURATION: { schema: duration(500, 3_600_000), defaultValue: "30s", fix: 'use a duration from 500ms to 1h, such as "30s"; keep it above HYDRA_TIMEOUT' },
   STREAM_RETENTION: { schema: duration(60_000), defaultValue: "24h", fix: 'use a duration of at least 1m, such as "24h"' },
   REJECTED_RETENTION: { schema: duration(60_000), defaultValue: "7d", fix: 'use a duration of at least 1m, such as "7d"' },
   COMPLETED_JOB_RETENTION: { schema: duration(0), defaultValue: "1h", fix: 'use a duration such as "1h"' },
@@ -131,6 +133,10 @@ export interface Config {
   pauseRetryMs: number;
   partitions: number;
   workerConcurrency: number;
+  /** How long a router's lease on a lane lasts without renewal; a dead router's lanes move after it. @defaultValue 10s */
+  laneLeaseTtlMs: number;
+  /** BullMQ lock duration of a delivery job; a killed worker's job runs again after it. @defaultValue 30s */
+  jobLockDurationMs: number;
   streamRetentionMs: number;
   rejectedRetentionMs: number;
   completedJobRetentionMs: number;
@@ -249,6 +255,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     pauseRetryMs: vars.HYDRA_PAUSE_RETRY,
     partitions: vars.PARTITIONS,
     workerConcurrency: vars.WORKER_CONCURRENCY,
+    laneLeaseTtlMs: vars.LANE_LEASE_TTL,
+    jobLockDurationMs: vars.JOB_LOCK_DURATION,
     streamRetentionMs: vars.STREAM_RETENTION,
     rejectedRetentionMs: vars.REJECTED_RETENTION,
     completedJobRetentionMs: vars.COMPLETED_JOB_RETENTION,

@@ -60,8 +60,8 @@ export async function startWorker(options: WorkerServiceOptions): Promise<Worker
     connection: workerConnection,
     processor,
     logger,
-    lockDurationMs: options.lockDurationMs,
-    stalledIntervalMs: options.stalledIntervalMs,
+    lockDurationMs: options.lockDurationMs ?? config.jobLockDurationMs,
+    stalledIntervalMs: options.stalledIntervalMs ?? Math.max(250, Math.floor((options.lockDurationMs ?? config.jobLockDurationMs) / 2)),
   });
 
   const router = new Router({
@@ -71,7 +71,7 @@ export async function startWorker(options: WorkerServiceOptions): Promise<Worker
     readConnection: reads,
     commandConnection: commands,
     consumerName: `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`,
-    leaseTtlMs: options.leaseTtlMs,
+    leaseTtlMs: options.leaseTtlMs ?? config.laneLeaseTtlMs,
   });
   await router.start();
   await worker.waitUntilReady();
