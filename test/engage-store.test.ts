@@ -162,6 +162,14 @@ describe("store with raw audience names", () => {
     expect(await pendingOf("order_completed_last_30_days")).toEqual({ "u:u1": "" });
   });
 
+  it("keeps no raw name in the stored context.personas", async () => {
+    await appendEngage(redis, config, [engageEvent({ userId: "u1", key: "Order Completed Last 30 Days", value: true })]);
+    await consumer.consumeOnce();
+
+    const personas = JSON.parse((await redis.hget(keys.meta("order_completed_last_30_days"), "personas")) ?? "{}");
+    expect(personas.computation_key).toBe("order_completed_last_30_days");
+  });
+
   it("reads the value under the snake_case key", async () => {
     const event = engageEvent({ userId: "u1", key: "order_completed_last_30_days", value: true });
     (event.context as { personas: Record<string, unknown> }).personas.computation_key = "Order Completed Last 30 Days";

@@ -26,7 +26,7 @@ export interface MembershipChange {
   email: string;
   /** The event's timestamp in epoch ms, 0 when it had none; an older event never overwrites a newer one. */
   timestampMs: number;
-  /** The event's `context.personas` as JSON text. */
+  /** The event's `context.personas` as JSON text, with `computation_key` replaced by the snake_case key. */
   personasJson: string;
 }
 
@@ -127,6 +127,7 @@ export function parseEngageEntry(entryId: string, fields: string[]): MembershipC
     valueJson: JSON.stringify(value),
     email: emailOf(traits),
     timestampMs: timestampOf(event),
-    personasJson: JSON.stringify(personas),
+    // Only the snake_case key goes to Hydra, in the traits and in context.personas alike.
+    personasJson: JSON.stringify({ ...personas, computation_key: audience }),
   };
 }
