@@ -24,6 +24,8 @@ const DEMO_HYDRA_API_KEY = "demo-hydra-key";
 const DEMO_INITIAL_SYNC_DELAY = "5s";
 const DEMO_SYNC_INTERVAL = "2s-3s";
 const DELIVERY_TIMEOUT_MS = 60_000;
+/** An audience of the sample events whose syncs the demo shows. */
+const DEMO_AUDIENCE = "trial_power_users";
 
 /**
  * Plays the bundled sample events through a producer, a worker, the Engage scheduler and
@@ -87,7 +89,7 @@ export async function runDemo(out: NodeJS.WritableStream = process.stdout): Prom
     const simulatorStats = await getJson(`${simulator.url}/_sim/stats`);
 
     // 3. Engage: the initial syncs, then one change and the delta sync that carries it.
-    const initial = await syncs.next((sync) => sync.kind === "initial", 30_000);
+    const initial = await syncs.next((sync) => sync.kind === "initial" && sync.audience === DEMO_AUDIENCE, 30_000);
     const flip = await flipOneMember(producerUrl, initial.audience, initial.source);
     const delta = await syncs.next((sync) => sync.kind === "delta" && sync.audience === initial.audience && sync.sent > 0, 30_000);
 

@@ -12,16 +12,22 @@ async function main(): Promise<void> {
   const [command = "help", ...args] = process.argv.slice(2);
   try {
     const code = await runCommand(command, args);
-    if (code !== undefined) process.exitCode = code;
+    // A tool command is done here; a role returns undefined and runs until a signal.
+    if (code !== undefined) exitAfterFlush(code);
   } catch (error) {
     if (error instanceof ConfigError || error instanceof RedisUnavailableError || error instanceof SendError) {
       process.stderr.write(`hydra-sync ${command}: ${error.message}\n`);
-      process.exitCode = error instanceof ConfigError ? 2 : 1;
+      exitAfterFlush(error instanceof ConfigError ? 2 : 1);
       return;
     }
     process.stderr.write(`hydra-sync ${command}: ${(error as Error)?.stack ?? error}\n`);
-    process.exitCode = 1;
+    exitAfterFlush(1);
   }
+}
+
+/** Exits once standard output and error are flushed, whatever timers or sockets a library left open. */
+function exitAfterFlush(code: number): void {
+  process.stdout.write("", () => process.stderr.write("", () => process.exit(code)));
 }
 
 void main();

@@ -39,7 +39,7 @@ export interface WorkerService {
 
 export async function startWorker(options: WorkerServiceOptions): Promise<WorkerService> {
   const { config } = options;
-  const logger = options.logger.child({ role: "worker" });
+  const logger = options.logger.child({ component: "worker" });
   const keys = new RedisKeys(config.redisPrefix);
 
   const commands = createRedis(config.redisUrl);
