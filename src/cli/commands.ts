@@ -92,7 +92,7 @@ async function startRoles(command: string): Promise<void> {
   const register = (part: Closeable) => parts.unshift(part);
 
   if (command === "simulator" || (all && config.usesSimulator)) {
-    const simulator = await startSimulator({ port: config.simulatorPort, host: "127.0.0.1", logger });
+    const simulator = await startSimulator({ port: config.simulatorPort, host: config.simulatorHost, logger });
     register({ name: "simulator", close: () => simulator.close() });
   }
 

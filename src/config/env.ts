@@ -65,6 +65,7 @@ const VARIABLES = {
   REDIS_PREFIX: { schema: z.string().regex(/^[A-Za-z0-9_.-]+$/), defaultValue: "hydra-sync", fix: "use letters, digits, '.', '_' or '-'" },
   PRODUCER_HOST: { schema: z.string().min(1), defaultValue: "127.0.0.1", fix: "use an address to bind, such as 127.0.0.1 or 0.0.0.0" },
   PRODUCER_PORT: { schema: port(), defaultValue: "3000", fix: "use a TCP port from 0 to 65535" },
+  SIM_HOST: { schema: z.string().min(1), defaultValue: "127.0.0.1", fix: "use an address to bind, such as 127.0.0.1" },
   SIM_PORT: { schema: port(), defaultValue: "4100", fix: "use a TCP port from 0 to 65535" },
   ADMIN_HOST: { schema: z.string().min(1), defaultValue: "127.0.0.1", fix: "use an address to bind, such as 127.0.0.1" },
   ADMIN_PORT: { schema: port(), defaultValue: "3001", fix: "use a TCP port from 0 to 65535" },
@@ -108,6 +109,7 @@ export interface Config {
   redisPrefix: string;
   producerHost: string;
   producerPort: number;
+  simulatorHost: string;
   simulatorPort: number;
   adminHost: string;
   adminPort: number;
@@ -234,6 +236,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redisPrefix: vars.REDIS_PREFIX,
     producerHost: vars.PRODUCER_HOST,
     producerPort: vars.PRODUCER_PORT,
+    simulatorHost: vars.SIM_HOST,
     simulatorPort: vars.SIM_PORT,
     adminHost: vars.ADMIN_HOST,
     adminPort: vars.ADMIN_PORT,
