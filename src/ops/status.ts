@@ -3,6 +3,7 @@ import type { Redis } from "ioredis";
 
 import { formatDurationMs } from "../config/duration.js";
 import { loadConfig, type Config } from "../config/env.js";
+import { listAudiences as listEngageAudiences } from "../engage/index.js";
 import type { Logger } from "../logging/logger.js";
 import { assertRedisReachable, createRedis } from "../redis/connection.js";
 import { RedisKeys } from "../redis/keys.js";
@@ -29,7 +30,7 @@ export interface StatusReport {
   queues: QueueCounts[];
   streams: StreamState[];
   heldSources: HeldSource[];
-  /** Null when this build has no Engage audience list. */
+  /** Null when no audience list was given to collectStatus. */
   audiences: AudienceSummary[] | null;
   /** Fields of the stats hash, as numbers. */
   counters: Record<string, number>;
@@ -67,7 +68,10 @@ export async function collectStatus(redis: Redis, config: Config, options: Statu
 /** Formats rows as columns separated by two spaces; numbers are right-aligned. */
 function table(header: string[], rows: string[][]): string {
   const widths = header.map((cell, index) => Math.max(cell.length, ...rows.map((row) => row[index].length)));
-  const numeric = header.map((_, index) => rows.length > 0 && rows.every((row) => /^-?[\d.]+$|^-$|^\?$/.test(row[index])));
+  // A column of numbers, with "-" or "?" where a value is missing, is right-aligned.
+  const numeric = header.map(
+    (_, index) => rows.some((row) => /^\d/.test(row[index])) && rows.every((row) => /^-?[\d.]+$|^-$|^\?$/.test(row[index])),
+  );
   const line = (row: string[]) =>
     row
       .map((cell, index) => (numeric[index] && index > 0 ? cell.padStart(widths[index]) : cell.padEnd(widths[index])))
@@ -114,7 +118,7 @@ function formatHeld(held: HeldSource[]): string {
 }
 
 function formatAudiences(audiences: AudienceSummary[] | null, nowMs: number): string {
-  if (audiences === null) return "Engage audiences are not available in this build";
+  if (audiences === null) return "Engage audiences were not read";
   if (audiences.length === 0) return "no Engage audiences yet";
 
   const due = [...audiences].sort((a, b) => (a.nextSyncAt ?? Number.MAX_SAFE_INTEGER) - (b.nextSyncAt ?? Number.MAX_SAFE_INTEGER)).slice(0, 8);
@@ -185,7 +189,7 @@ export async function runStatus(argv: string[], context: CommandIo & StatusOptio
   await assertRedisReachable(config.redisUrl);
   const redis = createRedis(config.redisUrl);
   try {
-    const report = await collectStatus(redis, config, context);
+    const report = await collectStatus(redis, config, { ...context, listAudiences: context.listAudiences ?? listEngageAudiences });
     io.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report, values.lanes === undefined ? 12 : Number(values.lanes)));
     return EXIT.ok;
   } finally {
