@@ -73,9 +73,13 @@ describe("admin server without credentials on loopback", () => {
 });
 
 describe("admin server with credentials", () => {
+  let logged: () => Record<string, unknown>[];
+
   beforeEach(async () => {
     config = testConfig({ ADMIN_USER: USER, ADMIN_PASSWORD: PASSWORD });
-    admin = await startAdmin(config, { logger: capturingLogger().logger, redis });
+    const capture = capturingLogger();
+    logged = capture.lines;
+    admin = await startAdmin(config, { logger: capture.logger, redis });
   });
 
   it("challenges a request without credentials", async () => {
@@ -85,8 +89,14 @@ describe("admin server with credentials", () => {
   });
 
   it("rejects a wrong password", async () => {
-    const response = await fetch(`${admin!.url}/admin/queues/api/queues`, { headers: basic(USER, "wrong") });
+    const response = await fetch(`${admin!.url}/admin/queues/api/queues`, { headers: basic(USER, "guess-7f3a") });
     expect(response.status).toBe(401);
+
+    const warnings = logged().filter((line) => line.level === 40);
+    expect(warnings.map((line) => line.msg)).toEqual(["admin request rejected: wrong HTTP Basic credentials"]);
+    expect(warnings[0].path).toBe("/admin/queues/api/queues");
+    expect(JSON.stringify(logged())).not.toContain("guess-7f3a");
+    expect(JSON.stringify(logged())).not.toContain(Buffer.from(`${USER}:guess-7f3a`).toString("base64"));
   });
 
   it("rejects a wrong user", async () => {
@@ -118,10 +128,10 @@ describe("admin server with credentials", () => {
     expect(await response.text()).toContain('hydra_sync_queue_jobs{queue="engage-sync",state="failed"} 0');
   });
 
-  it("answers 501 for audiences without Engage", async () => {
+  it("lists Engage audiences", async () => {
     const response = await fetch(`${admin!.url}/v1/audiences`, { headers: basic(USER, PASSWORD) });
-    expect(response.status).toBe(501);
-    expect(await response.json()).toEqual({ error: "Engage audiences are not available: this build has no Engage audience store." });
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ audiences: [] });
   });
 
   it("retries a failed job from the API", async () => {
@@ -161,7 +171,7 @@ describe("admin server in read-only mode", () => {
     ]);
   });
 
-  // Bull Board 9 serves its change actions with PUT; readOnlyMode makes each answer 405.
+  // Bull Board 9 serves its change actions with PUT, and readOnlyMode makes each respond with 405.
   it.each([
     ["retry one job", `/${jobId}/retry`],
     ["retry every failed job", "/retry/failed"],
@@ -207,5 +217,18 @@ describe("admin audiences", () => {
     const response = await fetch(`${admin.url}/v1/audiences`);
     expect(response.status).toBe(200);
     expect(await response.json()).toEqual({ audiences });
+  });
+});
+
+describe("admin server start failure", () => {
+  it("rejects a port in use", async () => {
+    config = testConfig();
+    const first = await startAdmin(config, { logger: capturingLogger().logger, redis });
+    try {
+      const taken = { ...config, adminPort: first.port };
+      await expect(startAdmin(taken, { logger: capturingLogger().logger, redis })).rejects.toThrow(/EADDRINUSE/);
+    } finally {
+      await first.close();
+    }
   });
 });

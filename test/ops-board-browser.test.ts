@@ -116,8 +116,8 @@ describe.skipIf(!existsSync(CHROMIUM))("Bull Board in Chromium", () => {
     await page.getByText("bad_request (400)").first().waitFor({ timeout: 15_000 });
     await page.screenshot({ path: join(ARTIFACTS, "bull-board-failed-job.png"), fullPage: true });
 
-    // NOTE: Bull Board 9.10 gives its job action buttons no accessible name, only an icon;
-    // the job's retry button is the icon-only one with the refresh icon ("Retry all" has text).
+    // NOTE: Bull Board 9.10 gives its job action buttons an icon and no accessible name.
+    // The job's retry button is the icon-only button with the refresh icon, because "Retry all" has text.
     const retryJob = page.locator("button:has(svg.lucide-refresh-cw)").filter({ hasNotText: /\S/ });
     expect(await retryJob.count()).toBe(1);
     await retryJob.click();

@@ -83,7 +83,7 @@ describe("formatStatus", () => {
         "SOURCE   STATE   REMAINING",
         "default  paused  1.5m left",
         "",
-        "Engage audiences are not available in this build",
+        "Engage audiences were not read",
         "",
         "counters: accepted=4  dead_lettered=2",
         "",
@@ -127,7 +127,7 @@ describe("runStatus", () => {
     expect(code).toBe(0);
     const report = JSON.parse(stdout.text) as StatusReport;
     expect(report.queues[0].counts.failed).toBe(1);
-    expect(report.audiences).toBeNull();
+    expect(report.audiences).toEqual([]);
   });
 
   it("rejects an unknown option", async () => {

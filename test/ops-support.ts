@@ -26,7 +26,7 @@ export class TextCapture {
   }
 }
 
-/** A pino logger whose JSON lines land in memory, for asserting what a component logs. */
+/** Creates a pino logger that keeps its JSON lines in memory, for asserting what a component logs. */
 export function capturingLogger(level = "info"): { logger: Logger; lines: () => Record<string, unknown>[] } {
   const chunks: string[] = [];
   const stream = new Writable({
@@ -105,7 +105,7 @@ export async function makeDeadLetters(config: Config, connection: Redis, specs: 
   }
 }
 
-/** A node:http server on 127.0.0.1 that answers 404 to whatever `route` does not handle. */
+/** Starts a node:http server on 127.0.0.1 that serves `route` and responds with 404 to every other request. */
 export async function serveRoute(route: (req: IncomingMessage, res: ServerResponse) => boolean): Promise<{ url: string; server: Server }> {
   const server = createServer((req, res) => {
     if (route(req, res)) return;

@@ -1,6 +1,8 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { NextFunction, Request, Response } from "express";
 
+import type { Logger } from "../logging/logger.js";
+
 export interface BasicCredentials {
   user: string;
   password: string;
@@ -31,10 +33,10 @@ export function parseBasicAuthorization(header: string | undefined): BasicCreden
 
 /**
  * Returns Express middleware that requires HTTP Basic authentication with `expected`
- * and answers 401 with a WWW-Authenticate challenge otherwise. Both the user and the
+ * and responds with 401 and a WWW-Authenticate challenge otherwise. Both the user and the
  * password are always compared, so a wrong user name takes as long as a wrong password.
  */
-export function basicAuth(expected: BasicCredentials) {
+export function basicAuth(expected: BasicCredentials, logger?: Logger) {
   return (req: Request, res: Response, next: NextFunction): void => {
     const given = parseBasicAuthorization(req.headers.authorization);
     const userMatches = sameText(given?.user ?? "", expected.user);
@@ -45,6 +47,8 @@ export function basicAuth(expected: BasicCredentials) {
       return;
     }
 
+    // A browser's first request comes without credentials, so only wrong ones are logged.
+    if (given) logger?.warn({ method: req.method, path: req.path, remoteAddress: req.socket.remoteAddress }, "admin request rejected: wrong HTTP Basic credentials");
     res.set("WWW-Authenticate", `Basic realm="${REALM}", charset="UTF-8"`);
     res.status(401).json({ error: "Authentication required: send the ADMIN_USER and ADMIN_PASSWORD credentials with HTTP Basic." });
   };

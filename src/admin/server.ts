@@ -5,6 +5,7 @@ import express, { type NextFunction, type Request, type Response } from "express
 import type { Redis } from "ioredis";
 
 import type { Config } from "../config/env.js";
+import { listAudiences as listEngageAudiences } from "../engage/index.js";
 import { ConfigError } from "../errors/config-error.js";
 import type { Logger } from "../logging/logger.js";
 import { ServiceMetrics } from "../metrics/service-metrics.js";
@@ -18,14 +19,14 @@ import { BULL_BOARD_PATH, createBullBoardRouter } from "./bull-board.js";
 /** Hosts that only this machine can reach; the admin server may run without credentials there. */
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "::1", "localhost"]);
 
-/** Longest wait for open connections to finish on close before they are cut, in milliseconds. */
+/** Maximum wait on close for open connections to finish before they are cut, in milliseconds. */
 const CLOSE_GRACE_MS = 5_000;
 
 export interface AdminServerOptions {
   logger: Logger;
   /** Connection to share; when absent the server opens one and closes it on close(). */
   redis?: Redis;
-  /** Engage audience list for GET /v1/audiences and /metrics; absent until src/engage provides it. */
+  /** Engage audience list for GET /v1/audiences and /metrics. @defaultValue src/engage's listAudiences */
   listAudiences?: ListAudiences;
 }
 
@@ -34,7 +35,7 @@ export interface AdminServer {
   /** Base URL, such as http://127.0.0.1:3001. */
   url: string;
   port: number;
-  /** True once close() began; /readyz then answers 503. */
+  /** True once close() began; /readyz then responds with 503. */
   isDraining(): boolean;
   /** Stops taking requests, waits for open ones (at most 5 s), then closes queues and Redis. */
   close(): Promise<void>;
@@ -61,7 +62,8 @@ function hostForUrl(host: string): string {
 }
 
 function buildApp(config: Config, options: AdminServerOptions, redis: Redis, queues: Queue[], isDraining: () => boolean) {
-  const { logger, listAudiences } = options;
+  const { logger } = options;
+  const listAudiences = options.listAudiences ?? listEngageAudiences;
   const app = express();
   app.disable("x-powered-by");
 
@@ -72,7 +74,7 @@ function buildApp(config: Config, options: AdminServerOptions, redis: Redis, que
   });
 
   if (config.adminUser && config.adminPassword) {
-    app.use(basicAuth({ user: config.adminUser, password: config.adminPassword }));
+    app.use(basicAuth({ user: config.adminUser, password: config.adminPassword }, logger));
   }
 
   const metrics = new ServiceMetrics({ redis, config, queues, listAudiences, logger });
@@ -82,10 +84,6 @@ function buildApp(config: Config, options: AdminServerOptions, redis: Redis, que
   });
 
   app.get("/v1/audiences", async (_req, res) => {
-    if (!listAudiences) {
-      res.status(501).json({ error: "Engage audiences are not available: this build has no Engage audience store." });
-      return;
-    }
     res.json({ audiences: await listAudiences(redis, config) });
   });
 
@@ -129,12 +127,20 @@ export async function startAdmin(config: Config, options: AdminServerOptions): P
   let draining = false;
   const app = buildApp(config, options, redis, queues, () => draining);
 
-  const server: Server = await new Promise((resolve, reject) => {
-    const listening = app.listen(config.adminPort, config.adminHost, (error?: Error) => {
-      if (error) reject(error);
-      else resolve(listening);
+  let server: Server;
+  try {
+    server = await new Promise((resolve, reject) => {
+      const listening = app.listen(config.adminPort, config.adminHost, (error?: Error) => {
+        if (error) reject(error);
+        else resolve(listening);
+      });
     });
-  });
+  } catch (error) {
+    // Listening failed (for example EADDRINUSE): release what this call opened.
+    await Promise.all(queues.map((queue) => queue.close()));
+    if (ownsRedis) redis.disconnect();
+    throw error;
+  }
 
   const { port } = server.address() as AddressInfo;
   const url = `http://${hostForUrl(config.adminHost)}:${port}`;

@@ -7,7 +7,7 @@ import { batchSizeField, counterField, latencyField } from "./delivery-metrics-h
 
 /** Delivery outcomes that the delivery worker reports. */
 export interface DeliveryMetrics {
-  /** Events Hydra accepted; `ageMs` holds now − receivedAt of each event, in milliseconds. */
+  /** Events Hydra accepted; `ageMs` contains now − receivedAt of each event, in milliseconds. */
   delivered(source: string, count: number, ageMs: number[]): void;
   /** Events that will be sent again after a retryable failure. */
   retried(source: string, count: number): void;

@@ -13,5 +13,5 @@ export interface AudienceSummary {
   nextSyncAt: number | null;
 }
 
-/** Lists Engage audiences with their pending changes; src/engage provides it. */
+/** Lists Engage audiences with their pending changes; src/engage's listAudiences is one. */
 export type ListAudiences = (redis: Redis, config: Config) => Promise<AudienceSummary[]>;

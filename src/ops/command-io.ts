@@ -1,7 +1,7 @@
 import type { Config } from "../config/env.js";
 import type { Logger } from "../logging/logger.js";
 
-/** Where a command writes its text; process.stdout and process.stderr qualify. */
+/** Output stream of a command, such as process.stdout or process.stderr. */
 export interface TextSink {
   write(text: string): unknown;
 }
@@ -33,7 +33,7 @@ export function resolveIo(io: CommandIo): ResolvedIo {
   return { stdout: io.stdout ?? process.stdout, stderr: io.stderr ?? process.stderr, logger: io.logger };
 }
 
-/** A command line that cannot be run as given. Not retryable: the message says what to fix. */
+/** A command line that cannot be run as given. Not retryable: the message states what to fix. */
 export class UsageError extends Error {
   readonly retryable = false;
 

@@ -3,7 +3,7 @@ import type { Redis } from "ioredis";
 
 import type { DeliveryJobData } from "../worker/job-data.js";
 
-/** Which failed jobs a listing or replay selects. Every given condition must hold. */
+/** Selection of failed jobs for a listing or replay. Every given condition must match. */
 export interface DeadLetterFilter {
   /** Earliest failure time (the job's finishedOn), epoch milliseconds. */
   sinceMs?: number;
@@ -29,7 +29,7 @@ export interface DeadLetter {
   kind?: string;
   /** Events in the batch. */
   count?: number;
-  /** Hydra's HTTP status, when Hydra answered. */
+  /** Hydra's HTTP status, when Hydra responded. */
   status?: number;
   /** Error code, such as "bad_request" or "timeout". */
   code?: string;
@@ -82,9 +82,9 @@ function escapeRegExp(text: string): string {
 }
 
 /**
- * True when the dead letter's error matches `status`: an HTTP status number is compared
- * with Hydra's status and searched as a word in failedReason; an error code is compared
- * with the stored code and searched as a word in failedReason, ignoring case.
+ * Returns true when the dead letter's error matches `status`. An HTTP status number is
+ * compared with Hydra's status, and an error code with the stored code, ignoring case.
+ * Either is also searched as a whole word in failedReason.
  */
 function matchesStatus(letter: DeadLetter, status: string): boolean {
   const word = new RegExp(`(^|[^A-Za-z0-9_])${escapeRegExp(status)}($|[^A-Za-z0-9_])`, "i");
@@ -203,7 +203,7 @@ export type ReplayOutcome = "replayed" | "not_failed";
 /**
  * Replays a dead letter with BullMQ's job.retry("failed"): the same job, with the same
  * jobId and data, goes back to waiting, so its events keep their messageIds.
- * attemptsMade is kept; the delivery worker sees data.deadLetter and delivers again.
+ * attemptsMade is kept. The delivery worker finds data.deadLetter set, clears it and delivers again.
  *
  * Returns "not_failed" when the job left the failed state since it was read.
  */

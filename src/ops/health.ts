@@ -6,7 +6,7 @@ export type RequestRoute = (req: IncomingMessage, res: ServerResponse) => boolea
 
 export interface HealthRouteOptions {
   redis: Redis;
-  /** True once the process stopped taking work, so /readyz answers 503. */
+  /** True once the process stopped taking work, so /readyz responds with 503. */
   isDraining: () => boolean;
   /** Time to wait for Redis's PONG, in milliseconds. @defaultValue 1000 */
   redisTimeoutMs?: number;
@@ -15,7 +15,7 @@ export interface HealthRouteOptions {
 /** Result of a readiness check, as /readyz returns it. */
 export interface Readiness {
   ready: boolean;
-  /** Why the process is not ready; absent when ready. */
+  /** Reason the process is not ready; absent when ready. */
   reason?: string;
 }
 
@@ -37,7 +37,7 @@ async function pingRedis(redis: Redis, timeoutMs: number): Promise<boolean> {
   }
 }
 
-/** Checks that the process takes work: it is not draining and Redis answers PING. */
+/** Checks that the process takes work: it is not draining and Redis replies to PING. */
 export async function checkReadiness(options: HealthRouteOptions): Promise<Readiness> {
   if (options.isDraining()) return { ready: false, reason: "draining" };
 
@@ -51,9 +51,9 @@ function sendJson(req: IncomingMessage, res: ServerResponse, status: number, bod
 }
 
 /**
- * Returns a route for GET /healthz and GET /readyz. /healthz answers 200 while the
- * process runs. /readyz answers 200 when Redis answers PING and the process is not
- * draining, else 503 with the reason, so a load balancer stops sending requests.
+ * Returns a route for GET /healthz and GET /readyz. /healthz responds with 200 while the
+ * process runs. /readyz responds with 200 when Redis replies to PING and the process is
+ * not draining, else with 503 and the reason, so a load balancer stops sending requests.
  */
 export function healthRoutes(options: HealthRouteOptions): RequestRoute {
   return (req, res) => {

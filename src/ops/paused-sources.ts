@@ -3,7 +3,7 @@ import type { Redis } from "ioredis";
 import type { Config } from "../config/env.js";
 import { RedisKeys } from "../redis/keys.js";
 
-/** A source whose deliveries wait: its Hydra API key is paused, or Hydra answered 429. */
+/** A source whose deliveries wait: its Hydra API key is paused, or Hydra responded with 429. */
 export interface HeldSource {
   source: string;
   /** "paused" after a 401 or 403; "rate_limited" after a 429. */

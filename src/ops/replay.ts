@@ -312,7 +312,7 @@ async function replayStreams(redis: Redis, config: Config, args: ReplayArguments
  * code: 0 on success, 2 for an invalid command line.
  *
  * @throws ConfigError for invalid configuration and RedisUnavailableError when Redis
- * does not answer; the CLI prints both.
+ * is unreachable; the CLI prints both.
  */
 export async function runReplay(argv: string[], context: CommandIo = {}): Promise<number> {
   const io = resolveIo(context);

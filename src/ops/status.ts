@@ -164,7 +164,7 @@ export function formatStatus(report: StatusReport, maxLanes = 12): string {
  * code: 0 on success, 2 for an invalid command line.
  *
  * @throws ConfigError for invalid configuration and RedisUnavailableError when Redis
- * does not answer; the CLI prints both.
+ * is unreachable; the CLI prints both.
  */
 export async function runStatus(argv: string[], context: CommandIo & StatusOptions = {}): Promise<number> {
   const io = resolveIo(context);

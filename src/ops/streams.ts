@@ -65,8 +65,8 @@ export function serviceStreams(config: Config): Omit<StreamState, "length" | "gr
  * Reads length and consumer groups (XLEN, XINFO GROUPS) of every lane and Engage stream
  * in one pipeline. A stream that does not exist yet has length 0 and no groups.
  *
- * NOTE: one pipeline holds two commands per stream, so 1024 partitions of 10 sources
- * make about 20,000 commands a call; fine for a status screen and a scrape, not for a loop.
+ * NOTE: the pipeline contains two commands per stream, so 1024 partitions of 10 sources
+ * make about 20,000 commands a call. That suits a status screen and a scrape, not a loop.
  */
 export async function readStreams(redis: Redis, config: Config): Promise<StreamState[]> {
   const streams = serviceStreams(config);
@@ -82,7 +82,7 @@ export async function readStreams(redis: Redis, config: Config): Promise<StreamS
     const [groupsError, groups] = replies[index * 2 + 1] ?? [];
     if (lengthError) throw lengthError;
 
-    // XINFO GROUPS fails with "no such key" for a stream nobody wrote yet.
+    // XINFO GROUPS fails with "no such key" for a stream that no producer wrote to yet.
     const groupList = groupsError ? [] : (groups as unknown[][]).map(parseGroup);
     return { ...stream, length: Number(length ?? 0), groups: groupList };
   });
