@@ -66,7 +66,8 @@ describe("sync resumed after a crash", () => {
     const result = await runSync(deps, job(1));
 
     expect(result).toEqual({ status: "completed", source: "default", audience: AUDIENCE, syncNumber: 1, kind: "initial", sent: MEMBERS, failed: 0 });
-    expect(hydra.requests[2].events).toEqual(hydra.requests[1].events);
+    const resent = new Set(hydra.requests.slice(2).flatMap((request) => request.events));
+    expect(hydra.requests[1].events.filter((json) => !resent.has(json))).toEqual([]);
     const counts = deliveryCounts();
     expect(counts.size).toBe(MEMBERS);
     const twice = [...counts].filter(([, count]) => count > 1).map(([user]) => user).sort();

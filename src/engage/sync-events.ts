@@ -91,9 +91,12 @@ export function packBatches(events: PackedEvent[], maxEvents: number, maxBytes: 
   return batches;
 }
 
-/** Returns the Idempotency-Key of a batch: a hash of its messageIds, the same on every attempt. */
+/**
+ * Returns the Idempotency-Key of a batch: a hash of its sorted messageIds, so a batch
+ * that a resumed sync rebuilds with the same events in another order gets the same key.
+ */
 export function batchIdempotencyKey(events: PackedEvent[]): string {
   const hash = createHash("sha256");
-  for (const event of events) hash.update(`${event.messageId}\n`);
+  for (const messageId of events.map((event) => event.messageId).sort()) hash.update(`${messageId}\n`);
   return `${MESSAGE_ID_PREFIX}batch_${hash.digest("hex").slice(0, 32)}`;
 }

@@ -61,6 +61,7 @@ export function syncBackoffMs(config: Config, attemptsMade: number, error?: Erro
 export interface SyncWorkerOptions extends SyncDependencies {
   /** Connection the worker blocks on; BullMQ needs `maxRetriesPerRequest: null`. */
   connection: Redis;
+  /** Called once a sync job is stored as completed, for syncs that ran (not skipped ones). */
   onCompleted(result: SyncResult): void;
   onFailed(data: SyncJobData, error: Error, willRetry: boolean): void;
 }
@@ -75,9 +76,7 @@ export function startSyncWorker(options: SyncWorkerOptions): Worker<SyncJobData,
 
   const processor = async (job: Job<SyncJobData, SyncResult>): Promise<SyncResult> => {
     try {
-      const result = await runSync(options, job.data);
-      if (result.status === "completed") options.onCompleted(result);
-      return result;
+      return await runSync(options, job.data);
     } catch (error) {
       const failure = error instanceof Error ? error : new Error(String(error));
       const retryable = (failure as { retryable?: unknown }).retryable !== false;
@@ -90,7 +89,7 @@ export function startSyncWorker(options: SyncWorkerOptions): Worker<SyncJobData,
     }
   };
 
-  return new Worker<SyncJobData, SyncResult>(ENGAGE_SYNC_QUEUE, processor, {
+  const worker = new Worker<SyncJobData, SyncResult>(ENGAGE_SYNC_QUEUE, processor, {
     connection,
     prefix: new RedisKeys(config.redisPrefix).bullPrefix(),
     concurrency: SYNC_CONCURRENCY,
@@ -98,4 +97,10 @@ export function startSyncWorker(options: SyncWorkerOptions): Worker<SyncJobData,
       backoffStrategy: (attemptsMade, _type, error) => syncBackoffMs(config, attemptsMade, error),
     },
   });
+
+  // BullMQ emits "completed" once the job is stored as completed, so listeners can read it.
+  worker.on("completed", (_job, result) => {
+    if (result.status === "completed") options.onCompleted(result);
+  });
+  return worker;
 }
