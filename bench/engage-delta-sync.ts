@@ -47,7 +47,7 @@ interface RoundTripCounter {
 
 /**
  * Counts what a connection sends: every command, and round trips (a command sent on
- * its own, or one pipeline however many commands it holds).
+ * its own, or one pipeline however many commands it contains).
  */
 function countRoundTrips(redis: Redis): RoundTripCounter {
   const counter: RoundTripCounter = { roundTrips: 0, commands: 0 };

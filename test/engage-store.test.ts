@@ -219,6 +219,17 @@ describe("store with invalid entries", () => {
   });
 });
 
+describe("consumer with a deleted stream", () => {
+  it("creates the group again", async () => {
+    await redis.del(keys.stream);
+
+    expect(await consumer.consumeOnce()).toBe(0);
+    await appendEngage(redis, config, [engageEvent({ userId: "u1", key: "trial_power_users", value: true })]);
+    expect(await consumer.consumeOnce()).toBe(1);
+    expect(await pendingOf("trial_power_users")).toEqual({ "u:u1": "" });
+  });
+});
+
 describe("consumer with a stopped peer", () => {
   it("claims and applies its pending entries", async () => {
     await appendEngage(redis, config, [engageEvent({ userId: "u1", key: "trial_power_users", value: true })]);

@@ -37,8 +37,8 @@ function numberOrNull(text: string | null | undefined): number | null {
 
 /**
  * Lists every audience and computed trait of every configured source, sorted by source
- * and key. Costs one round trip per source plus one pipeline per source; the member
- * and pending counts are read from counters and HLEN, never by scanning members.
+ * and key. Costs one SMEMBERS and one pipeline per source, because the member and
+ * pending counts come from a counter and HLEN, not from scanning members.
  */
 export async function listAudiences(redis: Redis, config: Config): Promise<AudienceSummary[]> {
   const keys = new RedisKeys(config.redisPrefix);

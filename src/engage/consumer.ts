@@ -68,6 +68,19 @@ export class EngageConsumer {
    * of entries processed.
    */
   async consumeOnce(): Promise<number> {
+    try {
+      return await this.readAvailable();
+    } catch (error) {
+      if (!(error instanceof Error) || !error.message.startsWith("NOGROUP")) throw error;
+
+      // A stream or its group was deleted while the service ran; create them again.
+      this.options.logger.warn({ err: error }, "the Engage consumer group is missing; creating it again");
+      await this.ensureGroups();
+      return 0;
+    }
+  }
+
+  private async readAvailable(): Promise<number> {
     let processed = 0;
 
     if (Date.now() - this.lastClaimAt >= Math.min(this.claimIdleMs, DEFAULT_CLAIM_IDLE_MS)) {
@@ -115,7 +128,7 @@ export class EngageConsumer {
   }
 
   /**
-   * Deletes this consumer from the group when it holds no pending entry, so restarts do
+   * Deletes this consumer from the group when it has no pending entry, so restarts do
    * not pile up consumer names. A consumer with pending entries stays for XAUTOCLAIM.
    */
   async removeIfIdle(): Promise<void> {

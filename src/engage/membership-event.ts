@@ -8,7 +8,7 @@ const MEMBERSHIP_CLASSES: ReadonlySet<string> = new Set(["audience", "journey_st
 /** Computation classes whose value is a computed trait of any JSON type. */
 const TRAIT_CLASSES: ReadonlySet<string> = new Set(["trait", "computed_trait"]);
 
-/** Longest email kept with a membership; longer ones are dropped as invalid. */
+/** Maximum length of an email kept with a membership; longer ones are dropped as invalid. */
 const MAX_EMAIL_LENGTH = 320;
 
 /** One Engage identify reduced to what the audience state stores. */

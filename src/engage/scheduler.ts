@@ -13,8 +13,8 @@ import type { SyncJobData } from "./sync-runner.js";
 const CLAIM_LIMIT = 100;
 
 /**
- * A schedule entry written more than this far in the future of the clock means the clock
- * jumped back; smaller differences are clock skew between scheduler hosts.
+ * A schedule entry written more than this far after the clock's now means the clock
+ * jumped back. Smaller differences are taken as clock skew between scheduler hosts.
  */
 export const CLOCK_STEP_BACK_TOLERANCE_MS = 60_000;
 
@@ -129,7 +129,7 @@ export class SyncScheduler {
   }
 
   /**
-   * Claims every due sync and adds its job to the queue; a job whose add failed in an
+   * Claims every due sync and adds its job to the queue. A job whose add failed in an
    * earlier tick is added again under the same jobId. Returns the number of jobs added.
    */
   async tick(): Promise<number> {

@@ -4,12 +4,13 @@ import { createHash } from "node:crypto";
 const MESSAGE_ID_PREFIX = "personas_sync_";
 
 /**
- * Bytes set aside in every request for the body around the events (`{"batch":[`, the
- * commas, `]` and a `sentAt`), so a packed batch stays under BATCH_MAX_BYTES.
+ * Bytes set aside in every request for the body around the events, so a packed batch
+ * stays under BATCH_MAX_BYTES. The Hydra client's envelope (`{"sentAt":"…","batch":[`
+ * and `]}`) is 46 bytes; the rest is margin.
  */
 export const ENVELOPE_BYTES = 256;
 
-/** What one sync identify carries for one member. */
+/** Input of one sync identify: the member, its value and the sync it belongs to. */
 export interface SyncEventInput {
   source: string;
   audience: string;
@@ -37,7 +38,7 @@ export function syncMessageId(input: Pick<SyncEventInput, "source" | "audience" 
   return `${MESSAGE_ID_PREFIX}${hash.slice(0, 32)}`;
 }
 
-/** Builds the identify event that tells Hydra a member's value, as JSON text, with its messageId. */
+/** Builds the identify event that sets a member's value in Hydra, as JSON text, with its messageId. */
 export function buildSyncEvent(input: SyncEventInput): { messageId: string; json: string } {
   const traits: Record<string, unknown> = { [input.audience]: JSON.parse(input.valueJson) };
   if (input.email !== "") traits.email = input.email;

@@ -7,7 +7,7 @@ import type { MemberError } from "./sync-state.js";
 /** Fields of the `pending` hash read per HSCAN call; a hint to Redis, which may return more. */
 const SCAN_COUNT = 500;
 
-/** What a sync needs to turn pending members into events. */
+/** Settings and connections that a sync needs to turn pending members into events. */
 export interface PageContext {
   redis: Redis;
   keys: EngageKeys;
@@ -54,7 +54,7 @@ export async function readSyncPage(context: PageContext, cursor: string): Promis
 
     const { valueJson, email } = readRecord(records[index], context.isMembership);
     // NOTE: the store never removes a computed trait value, so a pending computed trait
-    // member always has a record; one without is skipped and stays pending.
+    // member always has a record. One without would be skipped and stay pending.
     if (valueJson === undefined) return;
 
     const { messageId, json } = buildSyncEvent({ source: context.source, audience, member, valueJson, email, personasJson: context.personasJson, syncNumber, syncTime: context.syncTime });

@@ -11,8 +11,8 @@ export type SyncQueue = Queue<SyncJobData, SyncResult>;
 
 /**
  * Attempts of a sync job. With HYDRA_BACKOFF_BASE 1s and HYDRA_BACKOFF_MAX 15m they span
- * about two minutes; a longer Hydra outage fails the job, its members stay pending, and
- * the next scheduled sync sends them.
+ * about two minutes. A longer Hydra outage fails the job, so its members stay pending
+ * until the next scheduled sync sends them.
  */
 export const SYNC_ATTEMPTS = 8;
 
@@ -67,9 +67,9 @@ export interface SyncWorkerOptions extends SyncDependencies {
 }
 
 /**
- * Starts the BullMQ worker of the `engage-sync` queue. A failure that cannot succeed on
- * retry (an error whose `retryable` is false) fails the job at once; any other failure
- * is retried with backoff, and after the last attempt the sync is marked failed.
+ * Starts the BullMQ worker of the `engage-sync` queue. An error whose `retryable` is
+ * false fails the job at once. Any other error is retried with backoff, and after the
+ * last attempt the sync is marked failed.
  */
 export function startSyncWorker(options: SyncWorkerOptions): Worker<SyncJobData, SyncResult> {
   const { config, connection } = options;

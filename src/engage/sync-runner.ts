@@ -60,7 +60,7 @@ export class UnknownSourceError extends Error {
  * records, so an attempt that resumes after a crash or a failed request continues
  * there. Delivered members have left `pending` and members rejected in this sync are
  * skipped, so nothing is sent twice within the sync, and a resent batch (a crash
- * between Hydra's answer and the record) carries the same messageIds.
+ * between Hydra's response and the record) carries the same messageIds.
  *
  * @throws DeliveryError when a request fails as a whole; the job retries and resumes.
  * @throws UnknownSourceError when the job's source is not configured.

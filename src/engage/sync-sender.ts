@@ -27,8 +27,9 @@ export interface SenderContext {
  * C / BATCH_MAX_EVENTS requests whatever the page sizes.
  *
  * Each record stores the HSCAN cursor after the last page whose events are all
- * recorded, so a resumed sync rescans at most the pages still in the buffer; their
- * recorded members have left `pending` or are marked rejected in this sync.
+ * recorded, so a resumed sync rescans at most the pages still in the buffer. Members of
+ * those pages that were recorded have left `pending` or are marked rejected in this
+ * sync, so they are not sent again.
  */
 export class BatchSender {
   sent = 0;
@@ -84,7 +85,7 @@ export class BatchSender {
       }
 
       const status = result?.status ?? 0;
-      const message = result?.error ?? (result ? `Hydra answered ${status}` : "Hydra returned no result for the event");
+      const message = result?.error ?? (result ? `Hydra responded with status ${status}` : "Hydra returned no result for the event");
       outcome.rejected.push({ member: event.member, error: { syncNumber, status, code: result?.code, error: message, retryable: result?.retryable ?? true, at: nowMs() } });
     });
 

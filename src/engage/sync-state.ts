@@ -6,7 +6,7 @@ import { LuaScript, RECORD_LUA } from "./lua-script.js";
 /** Whether a sync is an audience's first (every current member) or a later one (changes only). */
 export type SyncKind = "initial" | "delta";
 
-/** Where a sync stands when its job starts an attempt. */
+/** State of a sync when its job starts an attempt. */
 export interface SyncStart {
   /**
    * "new": nothing of this sync ran yet. "resume": an earlier attempt or a crashed
@@ -68,9 +68,9 @@ return { 'new', '0', 0, 0, tonumber(ARGV[2]), kind, superseded }
  * delivered members d, then d pairs (member, value JSON sent), then pairs (member,
  * error JSON) of the rejected ones.
  *
- * A delivered member leaves `pending` when its current value is the one sent; when the
+ * A delivered member leaves `pending` when its current value is the one sent. When the
  * value changed while the batch was in flight, the sent value becomes its last synced
- * value and the member stays pending. A rejected member stays pending with its error.
+ * value, so the member stays pending. A rejected member stays pending with its error.
  * The marks apply even when a later sync took over, because they are facts about Hydra;
  * the counters and the cursor move only while this sync is the running one.
  * Returns 1 while this sync is the running one, else 0.
@@ -160,7 +160,7 @@ export async function beginSync(redis: Redis, keys: EngageKeys, audience: string
   return { status, cursor, sent, failed, startedAt, kind, supersededNumber };
 }
 
-/** Why Hydra did not take a member's event, kept in the `errors` hash until a later sync delivers it. */
+/** Hydra's rejection of a member's event, kept in the `errors` hash until a later sync delivers it. */
 export interface MemberError {
   syncNumber: number;
   /** Hydra's status for the event; 413 when the event alone exceeds BATCH_MAX_BYTES. */
