@@ -51,7 +51,7 @@ type RouterEvents = {
 /**
  * Reads lane streams with the consumer group and turns them into delivery jobs, one job
  * of a lane in flight at a time. Stream entries are acknowledged only after their job
- * exists; the job id is the lane and the first entry id, so entries read again after a
+ * exists. The job id is the lane and the first entry id, so entries read again after a
  * crash never make a second job.
  */
 export class Router extends EventEmitter<RouterEvents> {

@@ -29,8 +29,8 @@ const DEMO_AUDIENCE = "trial_power_users";
 
 /**
  * Plays the bundled sample events through a producer, a worker, the Engage scheduler and
- * the Hydra simulator started in this process, waits until every deliverable event
- * reached the simulator and one audience had its initial and a delta sync, prints a
+ * the Hydra simulator started in this process. Waits until every deliverable event
+ * reached the simulator and one audience had its initial and a delta sync, then prints a
  * summary and removes the demo's Redis keys.
  */
 export async function runDemo(out: NodeJS.WritableStream = process.stdout): Promise<number> {
@@ -147,7 +147,7 @@ async function postBatchFile(path: string, producerUrl: string): Promise<number>
     body,
   });
   const text = await response.body.text();
-  if (response.statusCode !== 200) throw new Error(`the producer answered ${response.statusCode} to ${path}: ${text}`);
+  if (response.statusCode !== 200) throw new Error(`the producer responded with ${response.statusCode} to ${path}: ${text}`);
   return (JSON.parse(body) as { batch: unknown[] }).batch.length;
 }
 
@@ -169,7 +169,7 @@ async function flipOneMember(producerUrl: string, audience: string, _source: str
     body: JSON.stringify(event),
   });
   await response.body.text();
-  if (response.statusCode !== 200) throw new Error(`the producer answered ${response.statusCode} to the Engage identify`);
+  if (response.statusCode !== 200) throw new Error(`the producer responded with ${response.statusCode} to the Engage identify`);
   return { userId, value: true };
 }
 

@@ -103,7 +103,7 @@ async function postBatch(url: string, authorization: string, events: string[], l
 
   const text = await response.body.text();
   if (response.statusCode !== 200) {
-    throw new SendError(`the producer answered ${response.statusCode} to a batch of ${events.length} events (lines ${lines[0]}-${lines.at(-1)}): ${text.slice(0, 500)}`);
+    throw new SendError(`the producer responded with ${response.statusCode} to a batch of ${events.length} events (lines ${lines[0]}-${lines.at(-1)}): ${text.slice(0, 500)}`);
   }
 
   const reply = JSON.parse(text) as { rejected?: { index: number; reason: string; message: string }[] };

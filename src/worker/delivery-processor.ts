@@ -34,10 +34,10 @@ interface Outcome {
 }
 
 /**
- * Sends one delivery job's events to Hydra and applies the response table: accepted
- * events are done, events Hydra rejected for good become a dead-letter job, retryable
- * events of a 207 move to a retry job that holds their users, and whole-request
- * failures retry the job itself within HYDRA_RETRY_WINDOW.
+ * Sends one delivery job's events to Hydra and applies the response table. Accepted
+ * events are done, and events Hydra rejected for good become a dead-letter job.
+ * Retryable events of a 207 move to a retry job, and their users wait behind it.
+ * Whole-request failures retry the job itself within HYDRA_RETRY_WINDOW.
  */
 export class DeliveryProcessor {
   private readonly keys: RedisKeys;
@@ -115,7 +115,7 @@ export class DeliveryProcessor {
       const until = error.retryAtMs ?? Date.now() + 1_000;
       await redis.set(this.keys.rateLimitedSource(job.data.source), String(until), "PX", Math.max(1, until - Date.now()));
       await this.failIfWindowEnded(job, rejection);
-      log.warn({ retryAt: new Date(until).toISOString() }, "Hydra answered 429; waiting for Retry-After");
+      log.warn({ retryAt: new Date(until).toISOString() }, "Hydra returned 429; waiting for Retry-After");
       await job.moveToDelayed(until, token);
       throw new DelayedError();
     }
@@ -124,7 +124,7 @@ export class DeliveryProcessor {
       // A revoked key fails every batch of the source; log it once per pause, not per batch.
       const first = await redis.set(this.keys.pausedSource(job.data.source), JSON.stringify({ status: error.status, since: Date.now() }), "NX");
       if (first === "OK") {
-        log.error({ source: job.data.source, status: error.status }, "Hydra refused the API key; delivery for this source is paused and retried every HYDRA_PAUSE_RETRY");
+        log.error({ source: job.data.source, status: error.status }, "Hydra rejected the API key (401 or 403); delivery for this source is paused and retried every HYDRA_PAUSE_RETRY");
       }
       await job.moveToDelayed(Date.now() + config.pauseRetryMs, token);
       throw new DelayedError();
