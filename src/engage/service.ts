@@ -17,7 +17,7 @@ import type { SyncKind } from "./sync-state.js";
 /**
  * Parts of the Engage service. "consumer" reads the Engage streams into the audience
  * state, "scheduler" turns due syncs into jobs, "worker" runs the sync jobs.
- * `hydra-sync start` runs all three; `hydra-sync scheduler` runs ["scheduler"].
+ * `hydra-sync start` runs all three, and `hydra-sync scheduler` can run ["scheduler"] alone.
  */
 export type EngageRole = "consumer" | "scheduler" | "worker";
 
@@ -114,8 +114,15 @@ export async function startEngageService(options: EngageServiceOptions): Promise
   const scheduler = new SyncScheduler({ redis, config, logger: log, clock, queue, random: options.random });
   let worker: Worker<SyncJobData, SyncResult> | undefined;
 
-  if (roles.has("consumer")) await consumer.ensureGroups();
-  if (roles.has("scheduler")) await scheduler.registerSchedules();
+  try {
+    if (roles.has("consumer")) await consumer.ensureGroups();
+    if (roles.has("scheduler")) await scheduler.registerSchedules();
+  } catch (error) {
+    // Close what this call opened, so a failed start leaves no connection behind.
+    await queue.close();
+    for (const connection of owned) connection.disconnect();
+    throw error;
+  }
 
   if (roles.has("worker") && options.hydraClient) {
     worker = startSyncWorker({
