@@ -1,9 +1,13 @@
 import { request as httpRequest } from "node:http";
 import { connect } from "node:net";
 import { gzipSync } from "node:zlib";
+import { Redis } from "ioredis";
 import { afterEach, describe, expect, it } from "vitest";
 
+import { createLogger } from "../src/logging/logger.js";
+import { startProducer } from "../src/producer/index.js";
 import { STAT } from "../src/types.js";
+import { testConfig } from "./support/config.js";
 import {
   basicAuth,
   post,
@@ -473,14 +477,14 @@ describe("routing and methods", () => {
 });
 
 /** Opens a raw TCP connection to the producer and collects what it receives. */
-function rawConnection(port: number): { write(text: string): void; received(): string; ended: Promise<void> } {
+function rawConnection(port: number): { write(text: string): void; destroy(): void; received(): string; ended: Promise<void> } {
   const socket = connect(port, "127.0.0.1");
   let received = "";
   socket.setEncoding("utf8");
   socket.on("data", (chunk: string) => (received += chunk));
   socket.on("error", () => {});
   const ended = new Promise<void>((resolve) => socket.on("close", () => resolve()));
-  return { write: (text) => socket.write(text), received: () => received, ended };
+  return { write: (text) => socket.write(text), destroy: () => socket.destroy(), received: () => received, ended };
 }
 
 /** Starts a producer whose extraRoutes reports each request path as it arrives. */
@@ -507,6 +511,40 @@ async function startWatched(): Promise<{ t: TestProducer; arrived(path: string):
 function requestHead(path: string, contentLength: number): string {
   return `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: ${basicAuth(WRITE_KEY)}\r\nContent-Type: application/json\r\nContent-Length: ${contentLength}\r\n\r\n`;
 }
+
+describe("broken clients and Redis", () => {
+  it("survives a client abort mid-body", async () => {
+    const { t, arrived } = await startWatched();
+    const aborted = rawConnection(t.producer.port);
+    aborted.write(requestHead("/v1/track?aborted", 500) + '{"userId":');
+    await arrived("/v1/track?aborted");
+    aborted.destroy();
+    await aborted.ended;
+
+    const response = await post(t.url("/v1/track"), track({ messageId: "after-abort" }));
+    expect(response.status).toBe(200);
+    const stored = await readLanes(t);
+    expect(stored.map((entry) => entry.event.messageId)).toEqual(["after-abort"]);
+
+    await t.producer.close();
+    expect(t.producer.server.listening).toBe(false);
+  });
+
+  it("answers 503 while Redis is down", async () => {
+    const config = testConfig();
+    const unreachable = new Redis("redis://127.0.0.1:1", { lazyConnect: true, maxRetriesPerRequest: 1 });
+    unreachable.on("error", () => {});
+    const producer = await startProducer({ config, redis: unreachable, logger: createLogger("silent") });
+    try {
+      const response = await post(`http://127.0.0.1:${producer.port}/v1/track`, track());
+      expect(response.status).toBe(503);
+      expect(response.body.error.code).toBe("redis_unavailable");
+    } finally {
+      await producer.close();
+      unreachable.disconnect();
+    }
+  });
+});
 
 describe("close", () => {
   it("finishes in-flight requests before resolving", async () => {

@@ -23,21 +23,22 @@ import { ENTRY_FIELD_EVENT, ENTRY_FIELD_USER } from "../types.js";
  * Every key is in KEYS and shares the stream's hash tag, as Redis Cluster requires.
  */
 export const APPEND_EVENTS_LUA = `
-local ttl = tonumber(ARGV[1])
+local ttl = ARGV[1]
+local dedupe = tonumber(ttl) > 0
 local stream = KEYS[1]
 local count = (#ARGV - 1) / 2
 local duplicates = {}
 
 for i = 1, count do
   local fresh = true
-  if ttl > 0 then
+  if dedupe then
     fresh = redis.call('SET', KEYS[i + 1], '1', 'NX', 'PX', ttl)
   end
 
   if fresh then
     local reply = redis.pcall('XADD', stream, '*', '${ENTRY_FIELD_USER}', ARGV[2 * i], '${ENTRY_FIELD_EVENT}', ARGV[2 * i + 1])
     if type(reply) == 'table' and reply.err then
-      if ttl > 0 then
+      if dedupe then
         redis.call('DEL', KEYS[i + 1])
       end
       return reply

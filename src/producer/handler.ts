@@ -11,7 +11,7 @@ import type { RequestContext } from "./normalize.js";
 import { errorBody, sendError, sendJson, sendSuccess } from "./respond.js";
 import type { Endpoint } from "./routes.js";
 import { parseIsoTimestamp } from "./timestamp.js";
-import { isJsonObject, type JsonObject, type ValidateOptions } from "./validate.js";
+import { isJsonObject, type EventType, type JsonObject, type ValidateOptions } from "./validate.js";
 import { isValidWebhookSignature, SIGNATURE_HEADER } from "./webhook.js";
 
 /** Counters of ingest outcomes, such as Prometheus counters; see ProducerMetrics in index.ts. */
@@ -31,6 +31,13 @@ const KIB = 1024;
 export const MAX_EVENT_BYTES = 32 * KIB;
 export const MAX_BATCH_BYTES = 500 * KIB;
 export const MAX_BATCH_EVENTS = 2_500;
+
+// Validation options are built once: a request only reads them.
+const WEBHOOK_OPTIONS: ValidateOptions = { ignoreSentAt: true };
+const BATCH_OPTIONS: ValidateOptions = {};
+const SINGLE_OPTIONS = new Map<EventType, ValidateOptions>(
+  (["identify", "track", "page", "screen", "group", "alias"] as const).map((type) => [type, { endpointType: type }]),
+);
 
 const EVENT_BODY_LIMIT: BodyLimit = { maxBytes: MAX_EVENT_BYTES, label: "32 KiB, the limit of one event" };
 const BATCH_BODY_LIMIT: BodyLimit = { maxBytes: MAX_BATCH_BYTES, label: "500 KiB, the limit of a batch request" };
@@ -172,15 +179,14 @@ export class TrackingHandler {
 
     if (endpoint.kind === "single") {
       if (!isJsonObject(parsed)) throw invalidBody(undefined, `The body of /v1/${endpoint.type} must be a JSON object: one ${endpoint.type} event.`);
-      return this.ingestOne(parsed, source, request, { endpointType: endpoint.type });
+      return this.ingestOne(parsed, source, request, SINGLE_OPTIONS.get(endpoint.type) as ValidateOptions);
     }
 
     if (endpoint.kind === "webhook") {
       // Webhook deliveries come from Segment, which already corrected their timestamp for
       // clock skew; applying sentAt again would shift it by Segment's delivery delay.
-      const options: ValidateOptions = { ignoreSentAt: true };
-      if (Array.isArray(parsed)) return { result: this.ingestMany(parsed, source, request, options) };
-      if (isJsonObject(parsed)) return this.ingestOne(parsed, source, request, options);
+      if (Array.isArray(parsed)) return { result: this.ingestMany(parsed, source, request, WEBHOOK_OPTIONS) };
+      if (isJsonObject(parsed)) return this.ingestOne(parsed, source, request, WEBHOOK_OPTIONS);
       throw invalidBody(undefined, "The body of /v1/webhook must be one event (a JSON object) or a JSON array of events.");
     }
 
@@ -198,7 +204,7 @@ export class TrackingHandler {
       request.batchSentAtMs = sentAtMs;
     }
 
-    return { result: this.ingestMany(batch, source, request, {}) };
+    return { result: this.ingestMany(batch, source, request, BATCH_OPTIONS) };
   }
 
   private ingestOne(event: JsonObject, source: Source, request: RequestContext, options: ValidateOptions): { result: IngestResult; singleRejection?: IndexedRejection } {

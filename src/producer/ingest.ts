@@ -91,8 +91,10 @@ export class EventIngest {
       const stored = valid.raw;
       const json = JSON.stringify(stored);
 
-      // UTF-8 takes at most 3 bytes per UTF-16 code unit, so the exact byte count is only
-      // needed for long events.
+      // NOTE: the 32 KiB limit applies to the event as stored, after normalization. An event
+      // sent just under the limit can pass it by the fields added here (receivedAt, a
+      // generated messageId, the batch's context). UTF-8 takes at most 3 bytes per UTF-16
+      // code unit, so the exact byte count is only needed for long events.
       if (json.length * 3 > this.maxEventBytes && Buffer.byteLength(json, "utf8") > this.maxEventBytes) {
         restoreEvent(valid, sent);
         this.reject(result, index, { reason: "event_too_large", message: `the event is larger than ${this.maxEventBytes / 1024} KiB, the limit of one event` }, raw);

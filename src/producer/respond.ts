@@ -15,11 +15,10 @@ export function sendJson(res: ServerResponse, status: number, body: string, clos
     return;
   }
 
-  res.statusCode = status;
-  res.setHeader("Content-Type", "application/json");
-  res.setHeader("Content-Length", Buffer.byteLength(body));
-  res.setHeader("Access-Control-Allow-Origin", "*");
-  if (closeConnection) res.setHeader("Connection", "close");
+  // A flat [name, value, ...] list is the cheapest form writeHead takes.
+  const headers = ["Content-Type", "application/json", "Content-Length", String(Buffer.byteLength(body)), "Access-Control-Allow-Origin", "*"];
+  if (closeConnection) headers.push("Connection", "close");
+  res.writeHead(status, headers);
   res.end(body);
 }
 

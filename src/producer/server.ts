@@ -9,7 +9,7 @@ import { endpointOf } from "./routes.js";
 
 /**
  * Maximum wait in close() for connections that stay open after every in-flight request
- * ended, such as a client that stopped in the middle of a request; they are then closed.
+ * ended, such as a client that stopped in the middle of a request. They are closed then.
  */
 const CLOSE_GRACE_MS = 10_000;
 
@@ -37,6 +37,9 @@ export class ProducerHttpServer {
   constructor(private readonly options: HttpServerOptions) {
     this.server = createServer((req, res) => this.dispatch(req, res));
   }
+
+  /** Shared by every request, so that none allocates a closure of its own. */
+  private readonly isDraining = (): boolean => this.drainingFlag;
 
   get draining(): boolean {
     return this.drainingFlag;
@@ -96,7 +99,7 @@ export class ProducerHttpServer {
 
   private dispatch(req: IncomingMessage, res: ServerResponse): void {
     this.inFlight++;
-    res.once("close", this.onResponseClose);
+    res.on("close", this.onResponseClose);
     const requestId = ++this.requestCount;
 
     try {
@@ -123,7 +126,7 @@ export class ProducerHttpServer {
         return;
       }
 
-      this.options.handler.handle(req, res, endpoint, requestId, () => this.drainingFlag).catch((error: unknown) => {
+      this.options.handler.handle(req, res, endpoint, requestId, this.isDraining).catch((error: unknown) => {
         this.options.logger.error({ err: error, requestId }, "request failed with an unexpected error");
         res.destroy();
       });
