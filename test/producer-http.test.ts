@@ -1,13 +1,18 @@
 import { request as httpRequest } from "node:http";
 import { connect } from "node:net";
 import { gzipSync } from "node:zlib";
+import { Writable } from "node:stream";
 import { Redis } from "ioredis";
+import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 
 import { createLogger } from "../src/logging/logger.js";
 import { startProducer } from "../src/producer/index.js";
+import { partitionOf } from "../src/batching/partition.js";
+import { RedisKeys } from "../src/redis/keys.js";
 import { STAT } from "../src/types.js";
 import { testConfig } from "./support/config.js";
+import { deletePrefix, testRedis } from "./support/redis.js";
 import {
   basicAuth,
   post,
@@ -543,6 +548,48 @@ describe("broken clients and Redis", () => {
       await producer.close();
       unreachable.disconnect();
     }
+  });
+});
+
+describe("logs", () => {
+  it("never contain keys or bodies", async () => {
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk, _encoding, callback) {
+        lines.push(...String(chunk).trim().split("\n"));
+        callback();
+      },
+    });
+    const config = testConfig({ SOURCES_FILE, LOG_LEVEL: "debug" });
+    const redis = testRedis();
+    const producer = await startProducer({ config, redis, logger: pino({ level: "debug" }, sink) });
+    const url = (path: string) => `http://127.0.0.1:${producer.port}${path}`;
+
+    try {
+      await post(url("/v1/track"), track({ note: "body-marker" }), { authorization: basicAuth("web-write-key") });
+      await post(url("/v1/track"), track(), { authorization: basicAuth("unknown-write-key") });
+      await post(url("/v1/track"), { userId: "u", writeKey: "ios-write-key", secretNote: "body-marker" }, { authorization: "" });
+      await post(url("/v1/track"), "{broken body-marker", { authorization: basicAuth("web-write-key") });
+      const lane = new RedisKeys(config.redisPrefix).laneId("web", partitionOf("usr_1", config.partitions));
+      await redis.set(new RedisKeys(config.redisPrefix).laneStream(lane), "not a stream");
+      const failed = await post(url("/v1/track"), track({ note: "body-marker" }), { authorization: basicAuth("web-write-key") });
+      expect(failed.status).toBe(503);
+    } finally {
+      await producer.close();
+      await deletePrefix(redis, config.redisPrefix);
+      await redis.quit();
+    }
+
+    const text = lines.join("\n");
+    const listening = lines.map((line) => JSON.parse(line)).find((line) => line.msg === "producer listening");
+    expect(listening.sources).toEqual(["web", "ios"]);
+    expect(listening.port).toBe(producer.port);
+    expect(listening.host).toBe("127.0.0.1");
+    expect(text).toContain("failed to store events in Redis");
+    expect(text).not.toContain("write-key");
+    expect(text).not.toContain("hydra-key");
+    expect(text).not.toContain(basicAuth("web-write-key").slice(6));
+    expect(text).not.toContain("body-marker");
   });
 });
 
