@@ -113,7 +113,7 @@ describe("deduplication", () => {
     await post(t.url("/v1/identify"), audience);
 
     expect(await readStream(t.redis, t.keys.engageStream("default"))).toHaveLength(1);
-    expect(await t.redis.exists(`${t.keys.dedupePrefix("engage.default")}${audience.messageId}`)).toBe(1);
+    expect(await t.redis.exists(`${t.keys.dedupePrefix(t.keys.engageTag("default"))}${audience.messageId}`)).toBe(1);
   });
 });
 

@@ -38,7 +38,7 @@ export class EngageKeys {
     readonly source: string,
   ) {
     this.stream = keys.engageStream(source);
-    this.base = `${keys.prefix}:{engage.${source}}`;
+    this.base = `${keys.prefix}:{${keys.engageTag(source)}}`;
   }
 
   audiences(): string {

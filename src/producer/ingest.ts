@@ -56,7 +56,7 @@ export class EventIngest {
 
       // The Engage stream's hash tag is `{engage.<source>}`; passing that tag's name to
       // dedupePrefix puts its dedupe keys in the same Redis Cluster slot.
-      const engage = { stream: keys.engageStream(source.name), dedupePrefix: keys.dedupePrefix(`engage.${source.name}`) };
+      const engage = { stream: keys.engageStream(source.name), dedupePrefix: keys.dedupePrefix(keys.engageTag(source.name)) };
       this.streamsBySource.set(source.name, { lanes, engage });
     }
   }

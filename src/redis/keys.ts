@@ -38,9 +38,17 @@ export class RedisKeys {
     return `${this.prefix}:{${lane}}:lease`;
   }
 
+  /**
+   * Hash tag of a source's Engage keys. Lane ids end in `.p<n>`, so `<source>.engage`
+   * never equals a lane id, whatever the source names are.
+   */
+  engageTag(sourceName: string): string {
+    return `${sourceName}.engage`;
+  }
+
   /** Stream of Engage identify events of one source, consumed by the Engage membership store. */
   engageStream(sourceName: string): string {
-    return `${this.prefix}:{engage.${sourceName}}:events`;
+    return `${this.prefix}:{${this.engageTag(sourceName)}}:events`;
   }
 
   /** Stream of events rejected at ingest, kept for REJECTED_RETENTION. */
