@@ -30,9 +30,7 @@ export function createBullBoardRouter(queues: Queue[], readOnly: boolean): Route
           description: QUEUE_DESCRIPTIONS[queue.name] ?? "",
         }),
     ),
-    // NOTE: @bull-board/express 9.10.1 brings its own @bull-board/api 9.10.1, whose
-    // private fields make its types differ from 9.10.2's; the adapter works with both.
-    serverAdapter: serverAdapter as unknown as Parameters<typeof createBullBoard>[0]["serverAdapter"],
+    serverAdapter,
     options: { uiConfig: { boardTitle: "hydra-sync" } },
   });
 
