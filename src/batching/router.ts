@@ -63,6 +63,7 @@ export class Router extends EventEmitter<RouterEvents> {
   private readonly streamToLane = new Map<string, string>();
   private readonly inFlightJobs = new Map<string, string>();
   private readonly adopting = new Set<string>();
+  private lastReportedLanes = 0;
   private readonly allLanes: { lane: string; source: string }[] = [];
   private readonly leaseTtlMs: number;
   private readonly maxBlockMs: number;
@@ -189,6 +190,11 @@ export class Router extends EventEmitter<RouterEvents> {
       }
     }
 
+    if (this.owned.size !== this.lastReportedLanes) {
+      this.lastReportedLanes = this.owned.size;
+      this.log.info({ lanes: this.owned.size, routers, quota }, "lanes owned by this router");
+    }
+
     if (this.owned.size > quota) {
       for (const state of [...this.owned.values()]) {
         if (this.owned.size <= quota) break;
@@ -257,7 +263,8 @@ export class Router extends EventEmitter<RouterEvents> {
 
     this.owned.set(lane, state);
     this.streamToLane.set(stream, lane);
-    this.log.info({ lane, recovered: claimed.length }, "lane acquired");
+    this.log.debug({ lane, recovered: claimed.length }, "lane acquired");
+    if (claimed.length > 0) this.log.info({ lane, recovered: claimed.length }, "lane acquired with pending entries of an earlier owner");
     this.emit("lane:acquired", { lane, recovered: claimed.length });
   }
 
@@ -273,7 +280,7 @@ export class Router extends EventEmitter<RouterEvents> {
   private async releaseLane(lane: string): Promise<void> {
     this.dropLane(lane);
     await this.leases.release(lane);
-    this.log.info({ lane }, "lane released");
+    this.log.debug({ lane }, "lane released");
     this.emit("lane:released", { lane });
   }
 

@@ -1,7 +1,7 @@
 import { parseArgs } from "node:util";
 import { Registry } from "prom-client";
 
-import { startAdmin } from "../admin/server.js";
+import { assertAdminAccessConfigured, startAdmin } from "../admin/server.js";
 import { loadConfig, describeVariables, DEVELOPMENT_WRITE_KEY, type Config } from "../config/env.js";
 import { listAudiences, startEngageService } from "../engage/index.js";
 import { createHydraClient } from "../hydra/client.js";
@@ -27,7 +27,7 @@ Service roles (run until SIGINT or SIGTERM):
   worker       the router and delivery worker; run several for more throughput
   scheduler    the Engage audience store and sync scheduler
   admin        Bull Board, /metrics and /v1/audiences on ADMIN_HOST:ADMIN_PORT
-  simulator    the bundled Hydra simulator on 127.0.0.1:SIM_PORT
+  simulator    the bundled Hydra simulator on SIM_HOST:SIM_PORT
 
 Tools:
   demo                      play the bundled sample events through every role and print a summary
@@ -91,12 +91,14 @@ async function startRoles(command: string): Promise<void> {
   // Stop in reverse order of start: the producer first, so nothing new arrives while the rest drains.
   const register = (part: Closeable) => parts.unshift(part);
 
+  // Check everything that can fail with one line before any role starts.
+  if (all || command === "admin") assertAdminAccessConfigured(config);
+  if (command !== "simulator") await assertRedisReachable(config.redisUrl);
+
   if (command === "simulator" || (all && config.usesSimulator)) {
     const simulator = await startSimulator({ port: config.simulatorPort, host: config.simulatorHost, logger });
     register({ name: "simulator", close: () => simulator.close() });
   }
-
-  if (command !== "simulator") await assertRedisReachable(config.redisUrl);
 
   if (all || command === "admin") {
     const admin = await startAdmin(config, { logger, listAudiences: (redis) => listAudiences(redis, config) });
@@ -162,7 +164,7 @@ async function send(args: string[]): Promise<number> {
     process.stderr.write(`line ${rejection.line}: rejected (${rejection.reason}): ${rejection.message}\n`);
   }
   if (report.rejected.length > 50) process.stderr.write(`... and ${report.rejected.length - 50} more rejected lines\n`);
-  process.stdout.write(`${report.accepted} events accepted, ${report.rejected.length} rejected, in ${report.requests} requests\n`);
+  process.stdout.write(`${report.accepted} events accepted, ${report.rejected.length} rejected, in ${report.requests} ${report.requests === 1 ? "request" : "requests"}\n`);
   return report.rejected.length === 0 ? 0 : 1;
 }
 
@@ -190,14 +192,18 @@ async function audiences(args: string[]): Promise<number> {
 
 function formatAudiences(list: Record<string, unknown>[]): string {
   const columns = Object.keys(list[0]);
-  const rows = list.map((item) => columns.map((column) => formatCell(item[column])));
+  const rows = list.map((item) => columns.map((column) => formatCell(item[column], column)));
   const widths = columns.map((column, index) => Math.max(column.length, ...rows.map((row) => row[index].length)));
   const line = (cells: string[]) => cells.map((cell, index) => cell.padEnd(widths[index])).join("  ").trimEnd();
   return [line(columns), ...rows.map(line)].join("\n") + "\n";
 }
 
-function formatCell(value: unknown): string {
+/** Fields of an audience summary that hold epoch milliseconds. */
+const TIME_FIELDS = /At$/;
+
+function formatCell(value: unknown, column = ""): string {
   if (value === undefined || value === null) return "-";
+  if (typeof value === "number" && TIME_FIELDS.test(column)) return new Date(value).toISOString();
   if (typeof value === "object") return JSON.stringify(value);
   return String(value);
 }

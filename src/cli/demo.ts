@@ -86,13 +86,13 @@ export async function runDemo(out: NodeJS.WritableStream = process.stdout): Prom
 
     // 2. Wait until every deliverable event reached the simulator.
     const stats = await waitForDelivery(redis, keys, DELIVERY_TIMEOUT_MS);
-    const simulatorStats = await getJson(`${simulator.url}/_sim/stats`);
 
     // 3. Engage: the initial syncs, then one change and the delta sync that carries it.
     const initial = await syncs.next((sync) => sync.kind === "initial" && sync.audience === DEMO_AUDIENCE, 30_000);
     const flip = await flipOneMember(producerUrl, initial.audience, initial.source);
     const delta = await syncs.next((sync) => sync.kind === "delta" && sync.audience === initial.audience && sync.sent > 0, 30_000);
 
+    const simulatorStats = await getJson(`${simulator.url}/_sim/stats`);
     printSummary(out, { stats, simulatorStats, startedAt, initial, delta, flip });
     return 0;
   } finally {
@@ -208,10 +208,15 @@ function printSummary(
   out.write(`  delivered       ${count(STAT.delivered)} events in ${count(STAT.batches)} batches\n`);
   out.write(`  retries         ${count(STAT.retries)}\n`);
   out.write(`  dead-lettered   ${count(STAT.deadLettered)}\n`);
-  out.write(`  Hydra simulator ${JSON.stringify(input.simulatorStats)}\n`);
+  const simulator = input.simulatorStats as { requests: number; eventsAccepted: number; duplicates: number; persons: number; companies: number };
+  out.write(
+    `  Hydra simulator ${simulator.eventsAccepted} events accepted in ${simulator.requests} requests (Engage syncs included), ` +
+      `${simulator.duplicates} duplicates, ${simulator.persons} persons, ${simulator.companies} companies\n`,
+  );
   out.write(
     `  Engage          ${initial.audience}: initial sync #${initial.syncNumber} sent ${initial.sent} members ${seconds(initial.atMs - input.startedAt)} after start; ` +
-      `delta sync #${delta.syncNumber} sent ${delta.sent} change (${input.flip.userId}) ${seconds(delta.atMs - initial.atMs)} later\n`,
+      `delta sync #${delta.syncNumber} sent ${delta.sent} change ${seconds(delta.atMs - initial.atMs)} later, ` +
+      `for ${input.flip.userId}, a member the demo adds after the initial sync\n`,
   );
   out.write(`                  demo timings: initial sync ${DEMO_INITIAL_SYNC_DELAY} after an audience is first seen, then every ${DEMO_SYNC_INTERVAL}; production defaults are 6h and 2h-3h\n`);
   out.write(`  elapsed         ${seconds(Date.now() - input.startedAt)}\n`);

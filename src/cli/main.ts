@@ -20,6 +20,15 @@ async function main(): Promise<void> {
       exitAfterFlush(error instanceof ConfigError ? 2 : 1);
       return;
     }
+    const code = (error as NodeJS.ErrnoException)?.code;
+    if (code === "EADDRINUSE" || code === "EACCES") {
+      const { address, port } = error as NodeJS.ErrnoException & { address?: string; port?: number };
+      process.stderr.write(
+        `hydra-sync ${command}: cannot listen on ${address}:${port} (${code}); stop the process that uses it, or set PRODUCER_PORT, ADMIN_PORT or SIM_PORT to a free port.\n`,
+      );
+      exitAfterFlush(1);
+      return;
+    }
     process.stderr.write(`hydra-sync ${command}: ${(error as Error)?.stack ?? error}\n`);
     exitAfterFlush(1);
   }

@@ -5,7 +5,7 @@ import { ConfigError } from "../errors/config-error.js";
 import { parseDurationMs } from "./duration.js";
 import { sourcesFileSchema, type Source } from "./sources.js";
 
-/** The Hydra simulator's address; while HYDRA_API_URL is left at it, development keys apply. */
+/** The Hydra simulator's address with the default SIM_PORT; HYDRA_API_URL defaults to the simulator on SIM_PORT. */
 export const DEFAULT_HYDRA_API_URL = "http://127.0.0.1:4100";
 
 /** Keys used only while HYDRA_API_URL points at the bundled simulator and no key is set. */
@@ -72,7 +72,7 @@ const VARIABLES = {
   ADMIN_USER: { schema: z.string().min(1).optional(), fix: "set a user name for the admin server's HTTP Basic authentication" },
   ADMIN_PASSWORD: { schema: z.string().min(1).optional(), fix: "set a password for the admin server's HTTP Basic authentication" },
   ADMIN_READ_ONLY: { schema: booleanText, defaultValue: "false", fix: "use true or false" },
-  HYDRA_API_URL: { schema: z.string().url(), defaultValue: DEFAULT_HYDRA_API_URL, fix: "use the base URL of the Hydra API, such as https://api.hydra.example.com" },
+  HYDRA_API_URL: { schema: z.string().url().optional(), fix: "use the base URL of the Hydra API, such as https://api.hydra.example.com" },
   HYDRA_API_KEY: { schema: z.string().min(1).optional(), fix: "set the Hydra API key of the destination" },
   SEGMENT_WRITE_KEY: { schema: z.string().min(1).optional(), fix: "set the write key that Segment sources send" },
   SOURCES_FILE: { schema: z.string().min(1).optional(), fix: "point it at a JSON file with a list of { name, writeKey, hydraApiKey }" },
@@ -89,7 +89,7 @@ const VARIABLES = {
   PARTITIONS: { schema: integer(1, 1_024), defaultValue: "16", fix: "use a whole number from 1 to 1024; keep it unchanged while events are queued" },
   WORKER_CONCURRENCY: { schema: integer(1, 1_000), defaultValue: "32", fix: "use a whole number from 1 to 1000" },
   LANE_LEASE_TTL: { schema: duration(500, 600_000), defaultValue: "10s", fix: 'use a duration from 500ms to 10m, such as "10s"' },
-  JOB_LOCK_DURATION: { schema: duration(500, 3_600_000), defaultValue: "30s", fix: 'use a duration from 500ms to 1h, such as "30s"; keep it above HYDRA_TIMEOUT' },
+  JOB_LOCK_DURATION: { schema: duration(500, 3_600_000), defaultValue: "30s", fix: 'use a duration from 500ms to 1h, such as "30s"' },
   STREAM_RETENTION: { schema: duration(60_000), defaultValue: "24h", fix: 'use a duration of at least 1m, such as "24h"' },
   REJECTED_RETENTION: { schema: duration(60_000), defaultValue: "7d", fix: 'use a duration of at least 1m, such as "7d"' },
   COMPLETED_JOB_RETENTION: { schema: duration(0), defaultValue: "1h", fix: 'use a duration such as "1h"' },
@@ -117,7 +117,7 @@ export interface Config {
   adminPassword?: string;
   adminReadOnly: boolean;
   hydraApiUrl: string;
-  /** True while HYDRA_API_URL is left at the bundled simulator's address. */
+  /** True while HYDRA_API_URL is unset or points at the bundled simulator on SIM_PORT. */
   usesSimulator: boolean;
   sources: Source[];
   webhookSecret?: string;
@@ -205,7 +205,10 @@ function loadSources(vars: ParsedVariables, usesSimulator: boolean, warnings: st
       writeKey = DEVELOPMENT_WRITE_KEY;
       warnings.push(`SEGMENT_WRITE_KEY is not set, so the development write key "${DEVELOPMENT_WRITE_KEY}" is accepted; set SEGMENT_WRITE_KEY before exposing the producer.`);
     }
-    hydraApiKey ??= DEVELOPMENT_HYDRA_API_KEY;
+    if (!hydraApiKey) {
+      hydraApiKey = DEVELOPMENT_HYDRA_API_KEY;
+      warnings.push(`HYDRA_API_KEY is not set, so events go to the simulator with the development key "${DEVELOPMENT_HYDRA_API_KEY}"; set HYDRA_API_URL and HYDRA_API_KEY to deliver to Hydra.`);
+    }
   }
 
   if (!writeKey) {
@@ -225,7 +228,10 @@ function loadSources(vars: ParsedVariables, usesSimulator: boolean, warnings: st
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const vars = parseVariables(env);
   const warnings: string[] = [];
-  const usesSimulator = vars.HYDRA_API_URL.replace(/\/+$/, "") === DEFAULT_HYDRA_API_URL;
+  // Unset, HYDRA_API_URL points at the bundled simulator on SIM_PORT.
+  const simulatorUrl = `http://127.0.0.1:${vars.SIM_PORT}`;
+  const hydraApiUrl = (vars.HYDRA_API_URL ?? simulatorUrl).replace(/\/+$/, "");
+  const usesSimulator = hydraApiUrl === simulatorUrl || hydraApiUrl === `http://localhost:${vars.SIM_PORT}`;
 
   if (Boolean(vars.ADMIN_USER) !== Boolean(vars.ADMIN_PASSWORD)) {
     throw new ConfigError("Invalid configuration: ADMIN_USER and ADMIN_PASSWORD must be set together; set both or neither.");
@@ -243,7 +249,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     adminUser: vars.ADMIN_USER,
     adminPassword: vars.ADMIN_PASSWORD,
     adminReadOnly: vars.ADMIN_READ_ONLY,
-    hydraApiUrl: vars.HYDRA_API_URL.replace(/\/+$/, ""),
+    hydraApiUrl,
     usesSimulator,
     sources: loadSources(vars, usesSimulator, warnings),
     webhookSecret: vars.WEBHOOK_SECRET,
@@ -273,5 +279,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 
 /** Names and defaults of every variable, for the CLI's help text. */
 export function describeVariables(): { name: string; defaultValue?: string }[] {
-  return Object.entries(VARIABLES).map(([name, spec]) => ({ name, defaultValue: (spec as VariableSpec).defaultValue }));
+  return Object.entries(VARIABLES).map(([name, spec]) => ({
+    name,
+    defaultValue: name === "HYDRA_API_URL" ? "http://127.0.0.1:<SIM_PORT> (the bundled simulator)" : (spec as VariableSpec).defaultValue,
+  }));
 }

@@ -2,13 +2,13 @@ import { Redis, type RedisOptions } from "ioredis";
 
 import type { Logger } from "../logging/logger.js";
 
-/** Redis did not answer at start-up. Not retryable by the process itself. */
+/** Redis was not reachable at start-up. Not retryable by the process itself. */
 export class RedisUnavailableError extends Error {
   readonly retryable = false;
 
   constructor(url: string, cause: unknown) {
     super(
-      `Redis at ${redactUrl(url)} did not answer (${(cause as Error)?.message ?? cause}). ` +
+      `Redis at ${redactUrl(url)} is not reachable (${(cause as Error)?.message ?? cause}). ` +
         "Start one with `redis-server` or `docker compose up redis`, or set REDIS_URL.",
     );
     this.name = "RedisUnavailableError";
@@ -48,13 +48,17 @@ export async function assertRedisReachable(url: string, timeoutMs = 2_000): Prom
     retryStrategy: () => null,
     enableOfflineQueue: false,
   });
-  probe.on("error", () => {});
+  // ioredis reports the socket's own error (ECONNREFUSED, ENOTFOUND) only as an event.
+  let socketError: Error | undefined;
+  probe.on("error", (error) => {
+    socketError ??= error;
+  });
 
   try {
     await probe.connect();
     await probe.ping();
   } catch (error) {
-    throw new RedisUnavailableError(url, error);
+    throw new RedisUnavailableError(url, socketError ?? error);
   } finally {
     probe.disconnect();
   }

@@ -39,7 +39,8 @@ export interface WorkerService {
 
 export async function startWorker(options: WorkerServiceOptions): Promise<WorkerService> {
   const { config } = options;
-  const logger = options.logger.child({ component: "worker" });
+  const baseLogger = options.logger;
+  const logger = baseLogger.child({ component: "worker" });
   const keys = new RedisKeys(config.redisPrefix);
 
   const commands = createRedis(config.redisUrl);
@@ -54,7 +55,7 @@ export async function startWorker(options: WorkerServiceOptions): Promise<Worker
   const metrics = options.metrics ?? new RedisDeliveryMetrics(commands, keys, { logger });
 
   const queue = createDeliveryQueue(config, queueConnection);
-  const processor = new DeliveryProcessor({ config, redis: commands, queue, hydraClient, logger: logger.child({ component: "delivery" }), metrics });
+  const processor = new DeliveryProcessor({ config, redis: commands, queue, hydraClient, logger: baseLogger.child({ component: "delivery" }), metrics });
   const worker = createDeliveryWorker({
     config,
     connection: workerConnection,
@@ -66,7 +67,7 @@ export async function startWorker(options: WorkerServiceOptions): Promise<Worker
 
   const router = new Router({
     config,
-    logger,
+    logger: baseLogger,
     queue,
     readConnection: reads,
     commandConnection: commands,
