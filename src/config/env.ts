@@ -93,7 +93,8 @@ const VARIABLES = {
   STREAM_RETENTION: { schema: duration(60_000), defaultValue: "24h", fix: 'use a duration of at least 1m, such as "24h"' },
   REJECTED_RETENTION: { schema: duration(60_000), defaultValue: "7d", fix: 'use a duration of at least 1m, such as "7d"' },
   COMPLETED_JOB_RETENTION: { schema: duration(0), defaultValue: "1h", fix: 'use a duration such as "1h"' },
-  COMPLETED_JOB_COUNT: { schema: integer(0, 10_000_000), defaultValue: "10000", fix: "use a whole number of completed jobs to keep" },
+  // A completed job keeps its events (about 1 KB each), so 1000 full jobs cost about 0.5 GB.
+  COMPLETED_JOB_COUNT: { schema: integer(0, 10_000_000), defaultValue: "1000", fix: "use a whole number of completed jobs to keep" },
   ENGAGE_INITIAL_SYNC_DELAY: { schema: duration(0), defaultValue: "6h", fix: 'use a duration such as "6h"' },
   ENGAGE_SYNC_INTERVAL: { schema: intervalRange, defaultValue: "2h-3h", fix: 'use a duration or a range such as "2h-3h"' },
   LOG_LEVEL: { schema: z.enum(LOG_LEVELS), defaultValue: "info", fix: `use one of ${LOG_LEVELS.join(", ")}` },
