@@ -22,6 +22,7 @@ import type { BatchRequest, EventResult, HydraClient } from "../src/hydra/types.
 import { createLogger } from "../src/logging/logger.js";
 import { RedisKeys } from "../src/redis/keys.js";
 import { ENTRY_FIELD_EVENT, ENTRY_FIELD_USER } from "../src/types.js";
+import { deleteKeysWithPrefix } from "../src/redis/delete-prefix.js";
 
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const AUDIENCE = "order_completed_last_30_days";
@@ -190,14 +191,6 @@ async function memoryOf(redis: Redis, keys: string[]): Promise<number> {
   return total;
 }
 
-async function unlinkPrefix(redis: Redis, prefix: string): Promise<void> {
-  let cursor = "0";
-  do {
-    const [next, found] = await redis.scan(cursor, "MATCH", `${prefix}:*`, "COUNT", 1_000);
-    cursor = next;
-    if (found.length > 0) await redis.unlink(...found);
-  } while (cursor !== "0");
-}
 
 interface Row {
   members: number;
@@ -268,7 +261,7 @@ async function runScenario(scenario: Scenario): Promise<Row> {
       bytesPerPendingChange: pendingBytes / pendingCount,
     };
   } finally {
-    await unlinkPrefix(redis, prefix);
+    await deleteKeysWithPrefix(redis, prefix);
     await redis.quit();
     await syncRedis.quit();
   }
@@ -305,7 +298,7 @@ async function runInitialScenario(members: number): Promise<InitialRow> {
     }
     return { members, syncMs, sent: result.sent, requests: hydra.requests, roundTrips: counter.roundTrips };
   } finally {
-    await unlinkPrefix(redis, prefix);
+    await deleteKeysWithPrefix(redis, prefix);
     await redis.quit();
     await syncRedis.quit();
   }

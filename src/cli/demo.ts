@@ -15,6 +15,7 @@ import { STAT } from "../types.js";
 import { startWorker } from "../worker/index.js";
 import { closeAll, type Closeable } from "./lifecycle.js";
 import { sendFile } from "./send.js";
+import { deleteKeysWithPrefix } from "../redis/delete-prefix.js";
 
 /** The repository's examples folder, from dist/src/cli or src/cli. */
 const EXAMPLES_DIR = resolve(dirname(fileURLToPath(import.meta.url)), process.env.HYDRA_SYNC_EXAMPLES ?? "../../../examples");
@@ -97,7 +98,7 @@ export async function runDemo(out: NodeJS.WritableStream = process.stdout): Prom
     return 0;
   } finally {
     await closeAll(parts, logger);
-    if (config) await deletePrefix(redis, config.redisPrefix).catch(() => {});
+    if (config) await deleteKeysWithPrefix(redis, config.redisPrefix).catch(() => {});
     redis.disconnect();
   }
 }
@@ -239,13 +240,5 @@ function nullStream(): NodeJS.WritableStream {
   return { write: () => true } as unknown as NodeJS.WritableStream;
 }
 
-async function deletePrefix(redis: ReturnType<typeof createRedis>, prefix: string): Promise<void> {
-  let cursor = "0";
-  do {
-    const [next, found] = await redis.scan(cursor, "MATCH", `${prefix}:*`, "COUNT", 1_000);
-    cursor = next;
-    if (found.length > 0) await redis.unlink(...found);
-  } while (cursor !== "0");
-}
 
 export type { Logger };
