@@ -145,7 +145,7 @@ export class DeliveryProcessor {
   /**
    * Dead-letters the job once its run of failures has lasted HYDRA_RETRY_WINDOW, and
    * marks the start of a run at its first failure. Rate-limited waits count too, since
-   * BullMQ does not count them as attempts and a key answering 429 forever must still end.
+   * BullMQ does not count them as attempts and a key that returns 429 forever must still end.
    */
   private async failIfWindowEnded(job: DeliveryJob, rejection: HydraRejection): Promise<void> {
     if (!job.data.failingSince) {
@@ -304,7 +304,7 @@ export class DeliveryProcessor {
       bytes: outcome.retryable.events.reduce((sum, event) => sum + Buffer.byteLength(event) + 1, 64),
       failingSince: data.failingSince ?? Date.now(),
     });
-    const error = new DeliveryError(outcome.retryable.lastError ?? "Hydra answered a retryable status for some events", "transient", true);
+    const error = new DeliveryError(outcome.retryable.lastError ?? "Hydra returned a retryable status for some events", "transient", true);
     return this.handleRequestFailure(job, token, error, log);
   }
 

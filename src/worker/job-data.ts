@@ -1,4 +1,4 @@
-/** Why a job's events did not reach Hydra, kept on dead letters for the operator. */
+/** Reason a job's events did not reach Hydra, kept on dead letters for the operator. */
 export interface HydraRejection {
   status?: number;
   code: string;
@@ -10,7 +10,7 @@ export interface HydraRejection {
 /**
  * Data of a job in the `hydra-delivery` queue: one batch of one lane.
  *
- * `events` holds each event as JSON text, sent to Hydra as it is; keeping text spares
+ * `events` contains each event as JSON text, sent to Hydra as it is; keeping text spares
  * the router and the worker a parse and a serialization of every event.
  */
 export interface DeliveryJobData {
@@ -35,7 +35,7 @@ export interface DeliveryJobData {
   /** Start of the retry window, in epoch milliseconds. */
   /** When the current run of failures began, in epoch milliseconds; the retry window counts from it. */
   failingSince?: number;
-  /** Hydra's answer to the events of a "rejected" job, per event when Hydra gave one. */
+  /** Hydra's response to the events of a "rejected" job, per event when Hydra gave one. */
   rejection?: HydraRejection & { errors?: (string | undefined)[] };
   /**
    * Set when the job was dead-lettered. A job that starts with it set was replayed by an
