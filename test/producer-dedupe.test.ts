@@ -114,6 +114,8 @@ describe("deduplication", () => {
 
     expect(await readStream(t.redis, t.keys.engageStream("default"))).toHaveLength(1);
     expect(await t.redis.exists(`${t.keys.dedupePrefix(t.keys.engageTag("default"))}${audience.messageId}`)).toBe(1);
+    expect(await t.redis.hget(t.keys.stats(), STAT.engageHeld)).toBe("1");
+    expect(await t.redis.hget(t.keys.stats(), STAT.duplicate)).toBe("1");
   });
 });
 

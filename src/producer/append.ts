@@ -14,6 +14,8 @@ export interface StreamAppend {
   /** Flat user key / event JSON pairs, in arrival order. */
   entries: string[];
   messageIds: string[];
+  /** True for a source's Engage stream, whose duplicates also come off the engage_held count. */
+  engage?: boolean;
 }
 
 /** A rejected event as the rejected stream keeps it. */
@@ -196,10 +198,13 @@ export class EventAppender {
     const settled = await Promise.allSettled(replies);
 
     let duplicates = 0;
+    let engageDuplicates = 0;
     for (let i = 0; i < settled.length; i++) {
       const result = settled[i];
       if (i < counterStart) {
-        duplicates += this.settleScriptCall(scriptCalls[i], result);
+        const callDuplicates = this.settleScriptCall(scriptCalls[i], result);
+        duplicates += callDuplicates;
+        if (scriptCalls[i].parts[0]?.append.engage) engageDuplicates += callDuplicates;
       } else if (result.status === "rejected") {
         // A failed counter belongs to every request of the window; a failed rejected-stream
         // entry belongs to its own request.
@@ -208,7 +213,7 @@ export class EventAppender {
       }
     }
 
-    if (duplicates > 0) await this.countDuplicates(duplicates);
+    if (duplicates > 0) await this.countDuplicates(duplicates, engageDuplicates);
 
     for (const request of window.requests) {
       if (request.failure === undefined) {
@@ -287,11 +292,14 @@ export class EventAppender {
    * Adds duplicates to the stats hash. The script cannot count them itself, because that
    * hash has no hash tag and lives in another Redis Cluster slot, so this is a second
    * round trip, made only when a window had duplicates. The events are stored by then,
-   * so a failure here is logged and the requests still succeed.
+   * so a failure here is logged and the requests still succeed. Engage duplicates were
+   * counted as held at ingest, so they come off that count here.
    */
-  private async countDuplicates(duplicates: number): Promise<void> {
+  private async countDuplicates(duplicates: number, engageDuplicates: number): Promise<void> {
     try {
-      await this.redis.hincrby(this.statsKey, STAT.duplicate, duplicates);
+      const pipeline = this.redis.pipeline().hincrby(this.statsKey, STAT.duplicate, duplicates);
+      if (engageDuplicates > 0) pipeline.hincrby(this.statsKey, STAT.engageHeld, -engageDuplicates);
+      await pipeline.exec();
     } catch (error) {
       this.logger.error({ err: error, duplicates }, "failed to count duplicates in the stats hash");
     }

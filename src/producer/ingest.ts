@@ -113,7 +113,7 @@ export class EventIngest {
 
       let append = result.writes.appends.get(keys.stream);
       if (append === undefined) {
-        append = { stream: keys.stream, dedupePrefix: keys.dedupePrefix, entries: [], messageIds: [] } satisfies StreamAppend;
+        append = { stream: keys.stream, dedupePrefix: keys.dedupePrefix, entries: [], messageIds: [], engage: keys === streams.engage } satisfies StreamAppend;
         result.writes.appends.set(keys.stream, append);
       }
       append.entries.push(userKey, json);
