@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 
 import { batchJobId } from "../src/batching/router.js";
-import { trimLaneStream } from "../src/batching/stream-trim.js";
+import { trimConsumedStream } from "../src/batching/stream-trim.js";
 import { DELIVERY_GROUP } from "../src/redis/keys.js";
 import { createDeliveryQueue, deliveryJobOptions } from "../src/worker/delivery-queue.js";
 import { startPipeline, track, waitFor, type Pipeline } from "./support/pipeline.js";
@@ -90,7 +90,7 @@ describe("when a router crashed", () => {
   });
 });
 
-describe("trimLaneStream", () => {
+describe("trimConsumedStream", () => {
   it("keeps entries still pending", async () => {
     const redis = testRedis();
     const prefix = uniquePrefix("trim");
@@ -103,7 +103,7 @@ describe("trimLaneStream", () => {
       // Everything up to entry 600 was delivered; entry 600 and later are pending.
       await redis.xack(stream, DELIVERY_GROUP, ...ids.slice(0, 600));
 
-      const removed = await trimLaneStream(redis, stream, DELIVERY_GROUP, 60_000, Date.now() + 3_600_000);
+      const removed = await trimConsumedStream(redis, stream, DELIVERY_GROUP, 60_000, Date.now() + 3_600_000);
 
       expect(removed).toBeGreaterThan(0);
       expect(removed).toBeLessThanOrEqual(600);
@@ -124,7 +124,7 @@ describe("trimLaneStream", () => {
       await redis.xgroup("CREATE", stream, DELIVERY_GROUP, "0", "MKSTREAM");
       for (let i = 0; i < 1_000; i++) await redis.xadd(stream, "*", "e", `event-${i}`);
 
-      const removed = await trimLaneStream(redis, stream, DELIVERY_GROUP, 60_000, Date.now() + 3_600_000);
+      const removed = await trimConsumedStream(redis, stream, DELIVERY_GROUP, 60_000, Date.now() + 3_600_000);
 
       expect(removed).toBe(0);
       expect(await redis.xlen(stream)).toBe(1_000);

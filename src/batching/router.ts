@@ -11,7 +11,7 @@ import type { DeliveryJobData } from "../worker/job-data.js";
 import { LaneHolds } from "./holds.js";
 import { LaneBuffer, type Batch, type LaneEntry } from "./lane-buffer.js";
 import { LaneLeases } from "./lane-leases.js";
-import { trimLaneStream } from "./stream-trim.js";
+import { trimConsumedStream } from "./stream-trim.js";
 
 export interface RouterOptions {
   config: Config;
@@ -448,7 +448,7 @@ export class Router extends EventEmitter<RouterEvents> {
   private async trimOwnedStreams(): Promise<void> {
     for (const state of this.owned.values()) {
       try {
-        await trimLaneStream(this.options.commandConnection, state.stream, DELIVERY_GROUP, this.options.config.streamRetentionMs);
+        await trimConsumedStream(this.options.commandConnection, state.stream, DELIVERY_GROUP, this.options.config.streamRetentionMs);
       } catch (error) {
         this.log.warn({ err: error, lane: state.lane }, "trimming a lane stream failed");
       }

@@ -9,6 +9,7 @@ import { InvalidEngageEventError } from "./errors.js";
 import { ENGAGE_GROUP, EngageKeys } from "./keys.js";
 import { parseEngageEntry, type MembershipChange } from "./membership-event.js";
 import { applyChanges, type ApplyResult } from "./store.js";
+import { trimConsumedStream } from "../batching/stream-trim.js";
 
 /** Entries read from one stream per XREADGROUP or XAUTOCLAIM call. */
 const READ_COUNT = 500;
@@ -213,30 +214,9 @@ export class EngageConsumer {
     this.lastTrimAt = Date.now();
 
     for (const source of this.sources) {
-      const groups = (await this.options.redis.xinfo("GROUPS", source.stream)) as unknown[][];
-      const group = groups.map(toRecord).find((record) => record.name === ENGAGE_GROUP);
-      if (!group) continue;
-
-      let threshold = `${Math.max(0, Date.now() - this.options.config.streamRetentionMs)}-0`;
-      threshold = minEntryId(threshold, String(group["last-delivered-id"]));
-
-      const [count, oldest] = (await this.options.redis.xpending(source.stream, ENGAGE_GROUP)) as [number, string | null];
-      if (count > 0 && oldest) threshold = minEntryId(threshold, oldest);
-
-      await this.options.redis.xtrim(source.stream, "MINID", "~", threshold);
+      await trimConsumedStream(this.options.redis, source.stream, ENGAGE_GROUP, this.options.config.streamRetentionMs);
     }
   }
 }
 
-function toRecord(fields: unknown[]): Record<string, unknown> {
-  const record: Record<string, unknown> = {};
-  for (let i = 0; i < fields.length; i += 2) record[String(fields[i])] = fields[i + 1];
-  return record;
-}
 
-function minEntryId(a: string, b: string): string {
-  const [aMs, aSeq = 0n] = a.split("-").map(BigInt);
-  const [bMs, bSeq = 0n] = b.split("-").map(BigInt);
-  if (aMs !== bMs) return aMs < bMs ? a : b;
-  return aSeq <= bSeq ? a : b;
-}

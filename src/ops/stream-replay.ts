@@ -7,6 +7,7 @@ import { ENTRY_FIELD_EVENT, ENTRY_FIELD_USER } from "../types.js";
 import { deliveryJobOptions, type DeliveryQueue } from "../worker/delivery-queue.js";
 import type { DeliveryJobData } from "../worker/job-data.js";
 import type { TimeRange } from "./time-range.js";
+import { compareEntryIds } from "../batching/stream-trim.js";
 
 export interface StreamReplayOptions extends TimeRange {
   /** Source names to replay; all configured sources when absent. */
@@ -62,15 +63,6 @@ function toJobData(source: string, lane: string, batch: Batch): DeliveryJobData 
 
 function entryIdAfter(id: string): string {
   return `(${id}`;
-}
-
-/** Compares two stream entry ids ("<ms>-<seq>") numerically. */
-export function compareEntryIds(a: string, b: string): number {
-  const [aMs, aSeq] = a.split("-").map(BigInt);
-  const [bMs, bSeq] = b.split("-").map(BigInt);
-  if (aMs !== bMs) return aMs < bMs ? -1 : 1;
-  if (aSeq !== bSeq) return aSeq < bSeq ? -1 : 1;
-  return 0;
 }
 
 /**
