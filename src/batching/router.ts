@@ -7,7 +7,7 @@ import type { Logger } from "../logging/logger.js";
 import { DELIVERY_GROUP, DELIVERY_QUEUE, RedisKeys } from "../redis/keys.js";
 import { ENTRY_FIELD_EVENT, ENTRY_FIELD_USER } from "../types.js";
 import { deliveryJobOptions, type DeliveryQueue } from "../worker/delivery-queue.js";
-import type { DeliveryJobData } from "../worker/job-data.js";
+import { batchJobData } from "../worker/job-data.js";
 import { LaneHolds } from "./holds.js";
 import { LaneBuffer, type Batch, type LaneEntry } from "./lane-buffer.js";
 import { LaneLeases } from "./lane-leases.js";
@@ -365,19 +365,7 @@ export class Router extends EventEmitter<RouterEvents> {
       if (!this.owned.has(state.lane)) return;
 
       const jobId = batchJobId(state.lane, batch.entries[0].id);
-      const data: DeliveryJobData = {
-        source: state.source,
-        lane: state.lane,
-        kind: "batch",
-        entryIds: batch.entries.map((entry) => entry.id),
-        users: batch.entries.map((entry) => entry.user),
-        // TODO: a job that named only its entry ids, with the worker reading the events by
-        // XRANGE, would spare copying each event into Redis twice (measured in
-        // docs/benchmarks.md); it needs STREAM_RETENTION to outlast HYDRA_RETRY_WINDOW.
-        events: batch.entries.map((entry) => entry.event),
-        count: batch.entries.length,
-        bytes: batch.bytes,
-      };
+      const data = batchJobData(state.source, state.lane, "batch", batch);
 
       state.inFlight = jobId;
       this.inFlightJobs.set(jobId, state.lane);

@@ -5,7 +5,7 @@ import type { Config } from "../config/env.js";
 import { RedisKeys } from "../redis/keys.js";
 import { ENTRY_FIELD_EVENT, ENTRY_FIELD_USER } from "../types.js";
 import { deliveryJobOptions, type DeliveryQueue } from "../worker/delivery-queue.js";
-import type { DeliveryJobData } from "../worker/job-data.js";
+import { batchJobData } from "../worker/job-data.js";
 import type { TimeRange } from "./time-range.js";
 import { compareEntryIds } from "../batching/stream-trim.js";
 
@@ -48,18 +48,6 @@ export function replayJobId(lane: string, firstEntryId: string): string {
   return `replay-${lane}-${firstEntryId}`;
 }
 
-function toJobData(source: string, lane: string, batch: Batch): DeliveryJobData {
-  return {
-    source,
-    lane,
-    kind: "replay",
-    entryIds: batch.entries.map((entry) => entry.id),
-    users: batch.entries.map((entry) => entry.user),
-    events: batch.entries.map((entry) => entry.event),
-    count: batch.entries.length,
-    bytes: batch.bytes,
-  };
-}
 
 function entryIdAfter(id: string): string {
   return `(${id}`;
@@ -99,7 +87,7 @@ export async function replayFromStream(
   };
 
   const enqueue = async (source: string, lane: string, batch: Batch) => {
-    const data = toJobData(source, lane, batch);
+    const data = batchJobData(source, lane, "replay", batch);
     const jobId = replayJobId(lane, data.entryIds[0]);
     result.jobs++;
     result.events += data.count;

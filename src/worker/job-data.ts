@@ -1,3 +1,5 @@
+import type { Batch } from "../batching/lane-buffer.js";
+
 /** Reason a job's events did not reach Hydra, kept on dead letters for the operator. */
 export interface HydraRejection {
   status?: number;
@@ -51,4 +53,21 @@ export interface DeliveryJobResult {
   /** Users that became held behind a retry job. */
   held: number;
   retryJobId?: string;
+}
+
+/** Builds the data of a job that delivers a batch read from a lane stream. */
+export function batchJobData(source: string, lane: string, kind: "batch" | "replay", batch: Batch): DeliveryJobData {
+  return {
+    source,
+    lane,
+    kind,
+    entryIds: batch.entries.map((entry) => entry.id),
+    users: batch.entries.map((entry) => entry.user),
+    // TODO: a job that named only its entry ids, with the worker reading the events by
+    // XRANGE, would spare copying each event into Redis twice (measured in
+    // docs/benchmarks.md). It needs STREAM_RETENTION to outlast HYDRA_RETRY_WINDOW.
+    events: batch.entries.map((entry) => entry.event),
+    count: batch.entries.length,
+    bytes: batch.bytes,
+  };
 }
