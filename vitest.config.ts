@@ -7,7 +7,7 @@ export default defineConfig({
     reporters: ["default", "./test/support/summary-reporter.ts"],
     testTimeout: 30_000,
     hookTimeout: 30_000,
-    // Each file starts servers and workers of its own; running files one at a time
+    // Each file starts servers and workers of its own, so running files one at a time
     // keeps ports and CPU free for the two-core machines the suite runs on.
     fileParallelism: false,
   },

@@ -6,7 +6,7 @@
  * - stream entry: an accepted event stored in a Redis stream, waiting for delivery.
  * - lane: one source and one partition (`<source>.p<n>`); a user's events share a lane.
  * - batch: up to BATCH_MAX_EVENTS events of one lane, sent to Hydra in one request.
- * - job: a BullMQ job that holds one batch; an attempt is one run of the job.
+ * - job: a BullMQ job that contains one batch. An attempt is one run of the job.
  * - delivery: a batch that Hydra accepted, in whole or per event (207).
  * - dead letter: a job that ended failed; its events wait for an operator to replay them.
  * - audience, computed trait: Engage computations sent as identify calls; see src/engage.

@@ -31,7 +31,7 @@ return parked`;
  * user after this call.
  *
  * KEYS: held hash, the user's parked list. ARGV: user key, holding job id, max count.
- * Returns false when another job holds the user.
+ * Returns false when the user is held by another job.
  */
 const PEEK_PARKED_SCRIPT = `
 if redis.call("HGET", KEYS[1], ARGV[1]) ~= ARGV[2] then
@@ -50,8 +50,8 @@ export interface ParkCandidate {
 }
 
 /**
- * Held users and their parked events, per lane. A user is held while a retry job holds
- * some of the user's earlier events; the user's later events wait in the parked list
+ * Held users and their parked events, per lane. A user is held while a retry job contains
+ * some of the user's earlier events. The user's later events wait in the parked list,
  * and the retry job sends them, in order, after its own.
  */
 export class LaneHolds {
@@ -87,7 +87,7 @@ export class LaneHolds {
 
   /**
    * Returns the next parked events of a user held by jobId, or an empty list when the
-   * hold ended because none were left, or undefined when another job holds the user.
+   * hold ended because none were left, or undefined when the user is held by another job.
    */
   async peekParked(lane: string, user: string, jobId: string, maxCount: number): Promise<string[] | undefined> {
     const reply = (await this.redis.eval(

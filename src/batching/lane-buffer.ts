@@ -58,7 +58,7 @@ export class LaneBuffer {
   /**
    * Removes and returns the next batch: as many entries from the front as fit in
    * maxEvents and maxBytes. An entry larger than maxBytes on its own still forms a
-   * batch of one, so it reaches Hydra (which answers 413) and is dead-lettered with a
+   * batch of one, so it reaches Hydra (which returns 413) and is dead-lettered with a
    * clear error instead of blocking the lane.
    */
   takeBatch(): Batch | undefined {

@@ -11,7 +11,7 @@ export interface SendOptions {
   /** Producer base URL, such as http://127.0.0.1:3000. */
   url: string;
   writeKey: string;
-  /** Where progress lines go. @defaultValue process.stderr */
+  /** Stream for progress lines. @defaultValue process.stderr */
   progress?: NodeJS.WritableStream;
 }
 
@@ -29,7 +29,7 @@ export interface SendReport {
   requests: number;
 }
 
-/** The producer could not be reached or answered a whole request with an error. Not retryable by `send`. */
+/** The producer could not be reached or rejected a whole request. Not retryable by `send`. */
 export class SendError extends Error {
   readonly retryable = false;
 

@@ -130,7 +130,7 @@ export interface Config {
   hydraTimeoutMs: number;
   /** First retry delay of a failed batch before jitter; doubles each attempt. @defaultValue 1s */
   backoffBaseMs: number;
-  /** Longest retry delay of a failed batch. @defaultValue 15m */
+  /** Maximum retry delay of a failed batch. @defaultValue 15m */
   backoffMaxMs: number;
   /** Delay between tries of a Hydra API key paused after 401 or 403. @defaultValue 5m */
   pauseRetryMs: number;

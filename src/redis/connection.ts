@@ -36,9 +36,9 @@ export function createRedis(url: string, options: RedisOptions = {}): Redis {
 
 /**
  * Connects once, with a short timeout and no reconnection, to find out whether Redis
- * answers at all.
+ * is reachable at all.
  *
- * @throws RedisUnavailableError with a message that says how to start Redis.
+ * @throws RedisUnavailableError with a message that explains how to start Redis.
  */
 export async function assertRedisReachable(url: string, timeoutMs = 2_000): Promise<void> {
   const probe = new Redis(url, {

@@ -22,7 +22,7 @@ export interface DeliveryWorkerOptions {
 
 /**
  * Creates the BullMQ worker of the hydra-delivery queue. A job whose worker died is
- * stalled, and BullMQ moves it back to wait; maxStalledCount is high because a batch
+ * stalled, and BullMQ moves it back to wait. maxStalledCount is high because a batch
  * must never be failed only for having been interrupted.
  */
 export function createDeliveryWorker(options: DeliveryWorkerOptions): Worker<DeliveryJobData, DeliveryJobResult> {

@@ -12,7 +12,7 @@ export interface HydraRejection {
 /**
  * Data of a job in the `hydra-delivery` queue: one batch of one lane.
  *
- * `events` contains each event as JSON text, sent to Hydra as it is; keeping text spares
+ * `events` contains each event as JSON text, sent to Hydra as it is. Keeping text spares
  * the router and the worker a parse and a serialization of every event.
  */
 export interface DeliveryJobData {

@@ -1,7 +1,7 @@
 import { Redis } from "ioredis";
 
 /**
- * Checks that Redis answers at REDIS_URL before any test runs. When nothing answers and
+ * Checks that Redis is reachable at REDIS_URL before any test runs. When it is not and
  * a Docker engine is available, starts Redis with testcontainers for the run.
  */
 export default async function setup(): Promise<(() => Promise<void>) | void> {

@@ -91,7 +91,7 @@ export async function waitFor(condition: () => boolean | Promise<boolean>, messa
   }
 }
 
-/** A track event of a user with a recognisable sequence number. */
+/** Builds a track event of a user with a recognisable sequence number. */
 export function track(userId: string, sequence: number, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     type: "track",

@@ -3,7 +3,7 @@ import { Redis } from "ioredis";
 
 export const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 
-/** A key prefix of its own for one test, so tests never share keys on a shared server. */
+/** Returns a key prefix of its own for one test, so tests never share keys on a shared server. */
 export function uniquePrefix(label = "test"): string {
   return `hs-test-${label}-${randomUUID().slice(0, 8)}`;
 }
